@@ -1,1 +1,182 @@
-int main() { return 0; }
+// rhead: the one executable. Subcommands:
+//   rhead run JOB.ini [--stages a,b] [--force] [--set section.key=value ...] [--comm auto|self|mpi|nccl]
+//   rhead inspect STORE.h5 [--digest]
+//   rhead model-info MODEL_DIR
+//   rhead --help | --version
+#include <iostream>
+#include <sstream>
+
+#include <boost/program_options.hpp>
+
+#include "pipeline/comm/communicator.h"
+#include "pipeline/core/error.h"
+#include "pipeline/core/logging.h"
+#include "pipeline/core/version.h"
+#include "pipeline/runner/runner.h"
+#include "pipeline/store/store_header.h"
+#include "stages/registry.h"
+
+namespace po = boost::program_options;
+
+namespace {
+
+const char* kUsage =
+    "usage: rhead <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  run JOB.ini      run the job's stages (resumes finished work; mpirun/srun for several ranks)\n"
+    "  inspect STORE    summarise a store written by a stage (--digest: content hash)\n"
+    "  model-info DIR   describe a Hugging Face model folder\n"
+    "\n"
+    "rhead <command> --help for the command's options; rhead run --help-keys for every job-file key.\n";
+
+std::string stage_list(const pipeline::StageRegistry& registry) {
+  std::ostringstream out;
+  for (const auto& name : registry.names()) out << "  " << name << "  " << registry.find(name)->summary() << "\n";
+  return out.str();
+}
+
+std::vector<std::string> split_commas(const std::string& s) {
+  std::vector<std::string> out;
+  std::string cur;
+  std::istringstream in(s);
+  while (std::getline(in, cur, ',')) {
+    if (!cur.empty()) out.push_back(cur);
+  }
+  return out;
+}
+
+int cmd_run(int argc, char** argv, const pipeline::StageRegistry& registry) {
+  po::options_description opts("rhead run JOB.ini [options]");
+  std::string stages, comm_backend;
+  std::vector<std::string> sets;
+  opts.add_options()
+      ("help,h", "show this help")
+      ("help-keys", "list every job-file key with its type, default and meaning")
+      ("stages", po::value(&stages), "comma-separated stages to run instead of [job] stages")
+      ("force", "rerun stages whose stores are already complete")
+      ("set", po::value(&sets)->composing(), "override a job key: --set section.key=value (repeatable)")
+      ("comm", po::value(&comm_backend)->default_value("auto"), "communicator: auto, self, mpi or nccl")
+      ("job", po::value<std::string>(), "job file (positional)");
+  po::positional_options_description pos;
+  pos.add("job", 1);
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(opts).positional(pos).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::cerr << "rhead run: " << e.what() << "\n" << opts;
+    return 2;
+  }
+  if (vm.count("help")) {
+    std::cout << opts << "\nstages:\n" << stage_list(registry);
+    return 0;
+  }
+  if (vm.count("help-keys")) {
+    std::cout << pipeline::job_schema(registry).describe();
+    return 0;
+  }
+  if (!vm.count("job")) {
+    std::cerr << "rhead run: missing the job file. Hint: rhead run jobs/selftest.ini\n" << opts;
+    return 2;
+  }
+  pipeline::RunOptions options;
+  options.job_file = vm["job"].as<std::string>();
+  options.stages = split_commas(stages);
+  options.overrides = sets;
+  options.force = vm.count("force") > 0;
+
+  std::unique_ptr<pipeline::Communicator> comm;
+  try {
+    comm = pipeline::make_world_communicator(comm_backend, &argc, &argv);
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
+  pipeline::log::set_rank(comm->rank(), comm->size());
+  try {
+    pipeline::Config job = [&] {
+      try {
+        return pipeline::load_job(registry, options);
+      } catch (const pipeline::ConfigError& e) {
+        throw pipeline::CollectiveError(e.what());  // every rank parsed the same file: same error
+      }
+    }();
+    pipeline::run_job(registry, options, job, *comm);
+  } catch (const pipeline::CollectiveError& e) {
+    if (comm->rank() == 0) std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    comm->abort(1, pipeline::str_cat("[rank ", comm->rank(), "/", comm->size(), "] error: ", e.what()));
+  }
+  return 0;
+}
+
+int cmd_inspect(int argc, char** argv, const pipeline::StageRegistry& registry) {
+  po::options_description opts("rhead inspect STORE.h5 [options]");
+  opts.add_options()("help,h", "show this help")("digest", "print only the content digest (ignores attributes)")(
+      "store", po::value<std::string>(), "store file (positional)");
+  po::positional_options_description pos;
+  pos.add("store", 1);
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(opts).positional(pos).run(), vm);
+  } catch (const po::error& e) {
+    std::cerr << "rhead inspect: " << e.what() << "\n" << opts;
+    return 2;
+  }
+  if (vm.count("help") || !vm.count("store")) {
+    std::cout << opts;
+    return vm.count("help") ? 0 : 2;
+  }
+  try {
+    auto file = pipeline::store::File::open(vm["store"].as<std::string>());
+    pipeline::store::Group root = file.root();
+    if (vm.count("digest")) {
+      std::printf("%016llx\n", static_cast<unsigned long long>(root.content_digest()));
+      return 0;
+    }
+    auto header = pipeline::store::read_header(root);
+    std::cout << "store:   " << file.path().string() << "\n"
+              << "stage:   " << header.stage << " (schema " << header.schema_version << ")\n"
+              << "status:  " << root.attr_string("status") << "\n"
+              << "written: " << root.attr_string("created_utc") << " by rhead " << root.attr_string("project_version")
+              << " (" << root.attr_string("git_revision") << "), " << header.world_size << " rank(s) ["
+              << header.comm_backend << "]\n"
+              << "job:     " << header.job_file << "\n";
+    if (root.has_attr("cells_total")) {
+      std::cout << "cells:   " << root.attr_int("cells_total") << " (" << root.attr_int("cells_resumed")
+                << " resumed from earlier attempts, " << root.attr_int("attempts") << " attempt(s))\n";
+    }
+    if (const pipeline::Stage* stage = registry.find(header.stage)) stage->inspect(root, std::cout);
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  pipeline::StageRegistry registry;
+  stages::register_builtin_stages(registry);
+  if (argc < 2) {
+    std::cerr << kUsage;
+    return 2;
+  }
+  std::string command = argv[1];
+  if (command == "--help" || command == "-h" || command == "help") {
+    std::cout << kUsage << "\nstages:\n" << stage_list(registry);
+    return 0;
+  }
+  if (command == "--version") {
+    std::cout << "rhead " << pipeline::kProjectVersion << " (" << pipeline::kGitRevision << ")\n";
+    return 0;
+  }
+  // Subcommands see argv without the command word.
+  if (command == "run") return cmd_run(argc - 1, argv + 1, registry);
+  if (command == "inspect") return cmd_inspect(argc - 1, argv + 1, registry);
+  std::cerr << "rhead: unknown command '" << command << "'\n" << kUsage;
+  return 2;
+}

@@ -1,1 +1,209 @@
-// placeholder: being written
+#include "pipeline/runner/cell_driver.h"
+
+#include <algorithm>
+#include <set>
+#include <sstream>
+
+#include "pipeline/core/error.h"
+#include "pipeline/core/logging.h"
+#include "pipeline/core/progress.h"
+
+namespace pipeline {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct ShardScan {
+  std::set<std::string> done;  // finished cell ids
+  int64_t next_attempt = 0;
+  std::vector<fs::path> files;  // readable shard files, sorted
+};
+
+// Parses "a<attempt>.r<rank>.h5"; -1 when the name does not match.
+int64_t attempt_of(const fs::path& file) {
+  std::string name = file.filename().string();
+  if (name.size() < 4 || name[0] != 'a') return -1;
+  auto dot = name.find('.');
+  try {
+    return std::stoll(name.substr(1, dot - 1));
+  } catch (...) {
+    return -1;
+  }
+}
+
+// Rank 0 only: every finished cell in the shard files of earlier attempts.
+ShardScan scan_shards(const fs::path& dir) {
+  ShardScan scan;
+  if (!fs::is_directory(dir)) return scan;
+  std::vector<fs::path> candidates;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    if (entry.path().extension() == ".h5") candidates.push_back(entry.path());
+  }
+  std::sort(candidates.begin(), candidates.end());
+  for (const auto& file : candidates) {
+    scan.next_attempt = std::max(scan.next_attempt, attempt_of(file) + 1);
+    if (!store::is_readable_hdf5(file)) {
+      fs::path aside = file.string() + ".corrupt";
+      log::warn("resume: shard ", file.string(), " is unreadable (killed before its first flush?); moved to ",
+                aside.string(), ", its cells will be recomputed");
+      fs::rename(file, aside);
+      continue;
+    }
+    store::File f = store::File::open(file);
+    store::Group root = f.root();
+    if (!root.has("cells")) continue;
+    store::Group cells = root.open_group("cells");
+    for (const auto& id : cells.children()) {
+      store::Group g = cells.open_group(id);
+      if (g.has_attr("complete") && g.attr_int("complete") == 1) scan.done.insert(id);
+    }
+    scan.files.push_back(file);
+  }
+  return scan;
+}
+
+std::string join_lines(const std::set<std::string>& items) {
+  std::string out;
+  for (const auto& s : items) out += s + "\n";
+  return out;
+}
+
+std::set<std::string> split_lines(const std::string& text) {
+  std::set<std::string> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty()) out.insert(line);
+  }
+  return out;
+}
+
+// Rank 0: copies each finished cell once (first shard wins) into <output>/cells, sorted by id.
+int64_t merge_shards(const fs::path& dir, store::File& output) {
+  store::Group root = output.root();
+  store::Group merged = root.has("cells") ? root.open_group("cells") : root.create_group("cells");
+  std::set<std::string> copied;
+  for (const auto& file : scan_shards(dir).files) {
+    store::File f = store::File::open(file);
+    store::Group cells = f.root().open_group("cells");
+    for (const auto& id : cells.children()) {
+      store::Group g = cells.open_group(id);
+      if (!g.has_attr("complete") || g.attr_int("complete") != 1 || copied.count(id)) continue;
+      cells.copy_child_to(id, merged, id);
+      copied.insert(id);
+    }
+  }
+  output.flush();
+  return static_cast<int64_t>(copied.size());
+}
+
+}  // namespace
+
+CellRunStats run_cells(StageContext& ctx, const std::vector<WorkItem>& cells, const CellHooks& hooks) {
+  Communicator& comm = ctx.comm;
+  const fs::path shard_dir = ctx.run_dir / (ctx.stage_name + ".shards");
+  CellRunStats stats;
+  stats.total = static_cast<int64_t>(cells.size());
+
+  {
+    std::set<std::string> ids;
+    for (const auto& c : cells) {
+      RHEAD_CHECK(ids.insert(c.id).second, InternalError, "[", ctx.stage_name, "] cell id '", c.id,
+                  "' appears twice in the grid (bug in the stage's cell list)");
+      RHEAD_CHECK(!c.id.empty() && c.id.find('/') == std::string::npos && c.id != "." && c.id != "..",
+                  InternalError, "[", ctx.stage_name, "] cell id '", c.id, "' is not a valid group name");
+    }
+  }
+
+  // Resume: rank 0 reads the shards of earlier attempts; everyone learns the finished set.
+  std::string done_text;
+  int64_t attempt = 0;
+  if (comm.rank() == 0) {
+    fs::create_directories(shard_dir);
+    ShardScan scan = scan_shards(shard_dir);
+    done_text = join_lines(scan.done);
+    attempt = scan.next_attempt;
+  }
+  comm.broadcast_string(done_text, 0);
+  comm.broadcast(&attempt, sizeof attempt, 0);
+  const std::set<std::string> done = split_lines(done_text);
+  stats.attempt = attempt;
+
+  std::vector<WorkItem> todo;
+  std::vector<size_t> todo_index;  // position in `cells`
+  for (size_t i = 0; i < cells.size(); ++i) {
+    if (done.count(cells[i].id)) {
+      ++stats.already_done;
+    } else {
+      todo.push_back(cells[i]);
+      todo_index.push_back(i);
+    }
+  }
+  if (stats.already_done > 0) {
+    log::info(ctx.stage_name, ": resume: ", stats.already_done, " of ", stats.total,
+              " cells already finished in earlier attempts; computing the other ", todo.size());
+  }
+
+  const Assignment assignment = assign_work(todo, comm.size());
+  const auto& mine = assignment.items_of_rank[comm.rank()];
+  log::info(ctx.stage_name, ": ", todo.size(), " cells over ", comm.size(), " rank(s); max/min rank load ",
+            *std::max_element(assignment.load_of_rank.begin(), assignment.load_of_rank.end()), " / ",
+            *std::min_element(assignment.load_of_rank.begin(), assignment.load_of_rank.end()), " cost units");
+
+  int64_t computed_here = 0;
+  {
+    Progress progress(ctx.stage_name, static_cast<int64_t>(mine.size()), comm.rank(), comm.size(),
+                      shard_dir / "progress", ctx.progress_interval_s);
+    if (!mine.empty()) {
+      fs::path file = shard_dir / str_cat("a", attempt, ".r", comm.rank(), ".h5");
+      store::File shard = store::File::create(file);
+      {
+        store::Group root = shard.root();
+        store::write_header(root, ctx.header);
+        root.set_attr("attempt", attempt);
+        root.set_attr("rank", static_cast<int64_t>(comm.rank()));
+        root.create_group("cells");
+      }
+      shard.flush();
+      store::Group cells_group = shard.root().open_group("cells");
+      std::string current_group;
+      bool first = true;
+      for (size_t k : mine) {
+        const WorkItem& item = todo[k];
+        if (first || item.group != current_group) {
+          if (hooks.begin_group) hooks.begin_group(item.group);
+          current_group = item.group;
+          first = false;
+        }
+        store::Group g = cells_group.create_group(item.id);
+        g.set_attr("attempt", attempt);
+        g.set_attr("rank", static_cast<int64_t>(comm.rank()));
+        hooks.compute(todo_index[k], g);
+        g.set_attr("complete", int64_t{1});  // after all of the cell's data
+        shard.flush();                         // a kill -9 from here on keeps this cell
+        ++computed_here;
+        progress.advance();
+      }
+    }
+    progress.finish();
+  }
+  stats.computed = comm.allreduce_sum(computed_here);
+  comm.barrier();
+
+  if (comm.rank() == 0) {
+    int64_t merged = merge_shards(shard_dir, *ctx.output);
+    RHEAD_CHECK(merged == stats.total, InternalError, "[", ctx.stage_name, "] merged ", merged,
+                " cells from the shards, expected ", stats.total, " (bug: please report)");
+    store::Group root = ctx.output->root();
+    root.set_attr("cells_total", stats.total);
+    root.set_attr("cells_resumed", stats.already_done);
+    root.set_attr("cells_computed_last_attempt", stats.computed);
+    root.set_attr("attempts", attempt + 1);
+    ctx.output->flush();
+  }
+  comm.barrier();
+  return stats;
+}
+
+}  // namespace pipeline

@@ -1,1 +1,184 @@
-// placeholder: being written
+#include "pipeline/runner/runner.h"
+
+#include <algorithm>
+#include <thread>
+
+#include "pipeline/core/error.h"
+#include "pipeline/core/logging.h"
+#include "pipeline/store/store_header.h"
+
+namespace pipeline {
+
+namespace fs = std::filesystem;
+
+void StageRegistry::add(std::unique_ptr<Stage> stage) {
+  RHEAD_CHECK(find(stage->name()) == nullptr, InternalError, "stage '", stage->name(), "' registered twice");
+  m_stages.push_back(std::move(stage));
+}
+
+Stage* StageRegistry::find(const std::string& name) const {
+  for (const auto& s : m_stages) {
+    if (s->name() == name) return s.get();
+  }
+  return nullptr;
+}
+
+std::vector<std::string> StageRegistry::names() const {
+  std::vector<std::string> out;
+  for (const auto& s : m_stages) out.push_back(s->name());
+  return out;
+}
+
+ConfigSchema job_schema(const StageRegistry& registry) {
+  ConfigSchema schema("job file");
+  schema.required("job.name", KeyType::String, "name of the job (default run directory: runs/<name>)")
+      .required("job.stages", KeyType::StringList, "stages to run, in order")
+      .optional("job.run_dir", KeyType::String, "", "where stores go (default runs/<name>); relative to the "
+                "current directory")
+      .optional("job.seed", KeyType::Int, "1234", "seed for every random choice of the job")
+      .optional("job.threads", KeyType::Int, "0", "compute threads per rank (0: cores / ranks on this node)")
+      .optional("job.progress_interval_s", KeyType::Float, "10", "seconds between progress reports")
+      .optional("job.log_level", KeyType::String, "info", "debug, info, warn or error");
+  for (const auto& name : registry.names()) registry.find(name)->declare(schema);
+  return schema;
+}
+
+Config load_job(const StageRegistry& registry, const RunOptions& options) {
+  Config job = Config::parse_file(job_schema(registry), options.job_file, options.overrides);
+  std::vector<std::string> stages = options.stages.empty() ? job.get_strings("job.stages") : options.stages;
+  RHEAD_CHECK(!stages.empty(), ConfigError, "[config] ", job.source(), ": [job] stages is empty; expected at "
+              "least one of: ", str_cat([&] {
+                std::string s;
+                for (const auto& n : registry.names()) s += (s.empty() ? "" : ", ") + n;
+                return s;
+              }()));
+  for (const auto& s : stages) {
+    if (registry.find(s)) continue;
+    std::string hint = nearest_name(s, registry.names());
+    std::string all;
+    for (const auto& n : registry.names()) all += (all.empty() ? "" : ", ") + n;
+    throw ConfigError(str_cat("[config] ", job.source(), ": [job] stages: unknown stage '", s, "'; expected one of ",
+                              all, hint.empty() ? "" : ". Hint: did you mean '" + hint + "'?"));
+  }
+  return job;
+}
+
+fs::path run_dir_of(const Config& job) {
+  std::string dir = job.get_string("job.run_dir");
+  return dir.empty() ? fs::path("runs") / job.get_string("job.name") : fs::path(dir);
+}
+
+namespace {
+
+int resolve_threads(const Config& job) {
+  int64_t t = job.get_int("job.threads");
+  RHEAD_CHECK(t >= 0, ConfigError, "[config] ", job.source(), ": [job] threads: got ", t, ", expected >= 0");
+  if (t > 0) return static_cast<int>(t);
+  int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int local = 1;
+  for (const char* var : {"OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE", "MPI_LOCALNRANKS"}) {
+    if (const char* v = std::getenv(var)) {
+      local = std::max(1, std::atoi(v));
+      break;
+    }
+  }
+  return std::max(1, cores / local);
+}
+
+// Every rank reports whether `fn` threw; all ranks throw the same CollectiveError if any did.
+template <class Fn>
+void agree(Communicator& comm, const std::string& what, Fn&& fn) {
+  std::string mine;
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    mine = e.what();
+  }
+  std::vector<std::string> all = comm.allgather_bytes(mine);
+  std::string joined;
+  std::vector<std::string> seen;
+  for (size_t r = 0; r < all.size(); ++r) {
+    if (all[r].empty() || std::find(seen.begin(), seen.end(), all[r]) != seen.end()) continue;
+    seen.push_back(all[r]);
+    joined += (joined.empty() ? "" : "\n") + (all.size() > 1 ? str_cat("rank ", r, ": ") : std::string()) + all[r];
+  }
+  if (!joined.empty()) throw CollectiveError(what + " failed:\n" + joined);
+}
+
+}  // namespace
+
+void run_job(const StageRegistry& registry, const RunOptions& options, const Config& job, Communicator& comm) {
+  log::set_level(log::parse_level(job.get_string("job.log_level")));
+  const fs::path run_dir = run_dir_of(job);
+  std::vector<std::string> stages = options.stages.empty() ? job.get_strings("job.stages") : options.stages;
+  if (comm.rank() == 0) fs::create_directories(run_dir);
+  comm.barrier();
+
+  log::info("job '", job.get_string("job.name"), "' from ", job.source(), ": ", stages.size(), " stage(s), ",
+            comm.size(), " rank(s) [", comm.backend(), "], run dir ", run_dir.string());
+  for (const auto& name : stages) {
+    Stage& stage = *registry.find(name);
+    const fs::path out_path = run_dir / (name + ".h5");
+    const fs::path partial = run_dir / (name + ".h5.partial");
+
+    int64_t complete = comm.rank() == 0 && store::is_complete(out_path) ? 1 : 0;
+    comm.broadcast(&complete, sizeof complete, 0);
+    if (complete && !options.force) {
+      log::info("stage ", name, ": store ", out_path.string(), " is complete, skipping (use --force to rerun)");
+      continue;
+    }
+
+    StageContext ctx{job, comm, name, run_dir, 0, 1, 10.0, {}, nullptr};
+    ctx.seed = static_cast<uint64_t>(job.get_int("job.seed"));
+    ctx.threads = resolve_threads(job);
+    ctx.progress_interval_s = job.get_float("job.progress_interval_s");
+    ctx.header.stage = name;
+    ctx.header.schema_version = stage.schema_version();
+    ctx.header.job_file = fs::absolute(options.job_file).string();
+    ctx.header.job_text = job.text();
+    ctx.header.world_size = comm.size();
+    ctx.header.comm_backend = comm.backend();
+
+    // Inputs must be complete stores, and the stage's own checks must pass, on every rank, before any
+    // collective work starts.
+    agree(comm, "stage " + name + ": validation", [&] {
+      for (const auto& input : stage.inputs()) {
+        fs::path p = run_dir / (input + ".h5");
+        RHEAD_CHECK(store::is_complete(p), ConfigError, "[runner] stage ", name, " reads ", p.string(),
+                    ", which is missing or incomplete. Hint: add '", input, "' before '", name,
+                    "' in [job] stages, or run it first");
+      }
+      stage.validate(ctx);
+    });
+
+    std::unique_ptr<store::File> output;
+    if (comm.rank() == 0) {
+      if (options.force) {
+        std::error_code ec;
+        fs::remove(out_path, ec);
+        fs::remove_all(run_dir / (name + ".shards"), ec);
+      }
+      output = std::make_unique<store::File>(store::File::create(partial));
+      store::Group root = output->root();
+      store::write_header(root, ctx.header);
+      output->flush();
+      ctx.output = output.get();
+    }
+    log::info("stage ", name, ": started");
+    double t0 = log::seconds_since_start();
+    stage.run(ctx);
+    comm.barrier();
+    if (comm.rank() == 0) {
+      store::Group root = output->root();
+      root.set_attr("seconds", log::seconds_since_start() - t0);
+      store::mark_complete(root);  // the last write
+      output->flush();
+      output->close();
+      fs::rename(partial, out_path);
+    }
+    comm.barrier();
+    log::info("stage ", name, ": complete in ", log::seconds_since_start() - t0, " s -> ", out_path.string());
+  }
+}
+
+}  // namespace pipeline

@@ -1,0 +1,37 @@
+// The per-cell driver shared by every cell-based stage: sharding, per-rank shard files flushed after
+// each finished cell, resume (finished cells are never recomputed), progress, and the final merge into
+// the stage's store under /cells/<cell id>.
+//
+// On disk during a stage:  <run_dir>/<stage>.shards/a<attempt>.r<rank>.h5   /cells/<id>/...
+// A cell counts as finished when its group carries the attribute complete = 1, written after all of its
+// data and followed by a flush. Each (re)run is a new attempt with new shard files, so a file damaged by
+// a kill is never appended to; unreadable shards are set aside as *.corrupt and their cells recomputed.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "pipeline/core/sharding.h"
+#include "pipeline/runner/stage.h"
+
+namespace pipeline {
+
+struct CellHooks {
+  // Called once per group before this rank's first cell of that group (e.g. load the model).
+  std::function<void(const std::string& group)> begin_group;
+  // Computes item `index` of the cell list and writes its results into `out` (a fresh group).
+  std::function<void(size_t index, store::Group& out)> compute;
+};
+
+struct CellRunStats {
+  int64_t total = 0;           // cells in the stage
+  int64_t already_done = 0;    // found finished in shards of earlier attempts
+  int64_t computed = 0;        // computed now, all ranks
+  int64_t attempt = 0;         // this attempt's number (0 for a fresh stage)
+};
+
+// Runs on every rank; returns after every rank finished and rank 0 merged all cells into ctx.output.
+CellRunStats run_cells(StageContext& ctx, const std::vector<WorkItem>& cells, const CellHooks& hooks);
+
+}  // namespace pipeline

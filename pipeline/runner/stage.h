@@ -1,0 +1,59 @@
+// The Stage interface and the explicit stage registry (stages/registry.cpp fills it).
+//
+// A stage is one class in one folder under stages/. Its name is its job-file section ([<name>]), its
+// store file (<run_dir>/<name>.h5) and its registry key. The runner calls, in order and on every rank:
+// declare (schema) -> validate (cheap checks; all ranks agree before any collective) -> run.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "pipeline/comm/communicator.h"
+#include "pipeline/core/config.h"
+#include "pipeline/store/hdf5_file.h"
+#include "pipeline/store/store_header.h"
+
+namespace pipeline {
+
+struct StageContext {
+  const Config& config;                 // the whole job file (every stage's section)
+  Communicator& comm;                   // the world
+  std::string stage_name;
+  std::filesystem::path run_dir;
+  uint64_t seed = 0;                    // [job] seed
+  int threads = 1;                      // compute threads for this rank ([job] threads, resolved)
+  double progress_interval_s = 10.0;
+  store::StoreHeader header;            // stamped into the output and shard files
+  store::File* output = nullptr;        // rank 0 only: <run_dir>/<stage>.h5 being written (status running)
+
+  std::filesystem::path store_path(const std::string& stage) const { return run_dir / (stage + ".h5"); }
+};
+
+class Stage {
+ public:
+  virtual ~Stage() = default;
+  virtual std::string name() const = 0;
+  virtual std::string summary() const = 0;               // one line for `rhead --help`
+  virtual int64_t schema_version() const { return 1; }   // bump on any layout change (docs/STORE.md)
+  virtual std::vector<std::string> inputs() const { return {}; }  // stages whose stores it reads
+  virtual void declare(ConfigSchema& /*schema*/) const {}         // its [<name>] keys
+  virtual void validate(const StageContext& /*ctx*/) const {}     // throw ConfigError/InputError
+  virtual void run(StageContext& ctx) = 0;
+  // Human summary of a finished store of this stage, for `rhead inspect`.
+  virtual void inspect(const store::Group& /*root*/, std::ostream& /*out*/) const {}
+};
+
+class StageRegistry {
+ public:
+  void add(std::unique_ptr<Stage> stage);
+  Stage* find(const std::string& name) const;  // nullptr when unknown
+  std::vector<std::string> names() const;            // registration order
+ private:
+  std::vector<std::unique_ptr<Stage>> m_stages;
+};
+
+}  // namespace pipeline
