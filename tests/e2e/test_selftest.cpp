@@ -1,0 +1,178 @@
+// End-to-end runs of the real binary on the selftest stage: rank-count independence, kill -9 and
+// resume, a failing rank ending the job, and bad job files.
+#include <gtest/gtest.h>
+
+#include <regex>
+
+#include "pipeline/store/hdf5_file.h"
+#include "pipeline/store/store_header.h"
+#include "tests/common/test_support.h"
+
+namespace fs = std::filesystem;
+using test_support::run_command;
+
+namespace {
+
+std::string job_text(int work_ms, const std::string& extra = "") {
+  return "[job]\nname = e2e\nstages = selftest\nseed = 99\nthreads = 1\nprogress_interval_s = 0.05\n"
+         "[selftest]\ngroups = m0, m1\nneedles = 2\nlengths = linspace(1000, 8000, 4)\n"
+         "depths = linspace(0, 100, 10)\nsteps = 5\nlayers = 3\nheads = 4\nwork_ms = " +
+         std::to_string(work_ms) + "\n" + extra;
+}
+
+constexpr int64_t kCells = 2 * 2 * 4 * 10;
+
+std::string rhead() { return test_support::rhead_exe().string(); }
+
+// Runs `rhead run` in `dir` with n ranks (n == 0: no mpiexec at all).
+test_support::CommandResult run_rhead(const fs::path& dir, int n, const std::string& args, double timeout = 120) {
+  std::string launcher = n == 0 ? "" : test_support::mpiexec_prefix(n) + " ";
+  return run_command("cd " + dir.string() + " && " + launcher + rhead() + " run " + args, timeout);
+}
+
+std::string digest(const fs::path& store) {
+  auto r = run_command(rhead() + " inspect --digest " + store.string());
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  return r.output;
+}
+
+int64_t count_finished_cells_in_shards(const fs::path& shard_dir) {
+  int64_t n = 0;
+  for (const auto& e : fs::directory_iterator(shard_dir)) {
+    if (e.path().extension() != ".h5") continue;
+    pipeline::store::File f = pipeline::store::File::open(e.path());
+    auto cells = f.root().open_group("cells");
+    for (const auto& id : cells.children()) {
+      auto g = cells.open_group(id);
+      if (g.has_attr("complete") && g.attr_int("complete") == 1) ++n;
+    }
+  }
+  return n;
+}
+
+}  // namespace
+
+TEST(E2ESelftest, IdenticalResultsAtOneTwoThreeRanks) {
+  test_support::TempDir dir("e2e-np");
+  test_support::write_text_file(dir.path() / "job.ini", job_text(0));
+  std::string reference;
+  for (int np : {0, 1, 2, 3}) {
+    std::string run_dir = "runs/np" + std::to_string(np);
+    auto r = run_rhead(dir.path(), np, "job.ini --set job.run_dir=" + run_dir);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    fs::path store = dir.path() / run_dir / "selftest.h5";
+    ASSERT_TRUE(pipeline::store::is_complete(store));
+    EXPECT_FALSE(fs::exists(dir.path() / run_dir / "selftest.h5.partial"));
+    std::string d = digest(store);
+    if (reference.empty()) reference = d;
+    EXPECT_EQ(d, reference) << "np=" << np << " differs from the single-process run";
+    auto dump = run_command("h5dump -H " + store.string() + " > /dev/null");
+    EXPECT_EQ(dump.exit_code, 0) << dump.output;
+  }
+  // A rerun finds the complete store and skips the stage; --force recomputes it identically.
+  auto again = run_rhead(dir.path(), 2, "job.ini --set job.run_dir=runs/np2");
+  EXPECT_EQ(again.exit_code, 0);
+  EXPECT_NE(again.output.find("is complete, skipping"), std::string::npos) << again.output;
+  auto forced = run_rhead(dir.path(), 0, "job.ini --force --set job.run_dir=runs/np2");
+  EXPECT_EQ(forced.exit_code, 0) << forced.output;
+  EXPECT_EQ(digest(dir.path() / "runs/np2/selftest.h5"), reference);
+}
+
+TEST(E2ESelftest, KillOneRankThenResumeRecomputesNothingFinished) {
+  test_support::TempDir dir("e2e-kill");
+  test_support::write_text_file(dir.path() / "job.ini", job_text(30));
+  const fs::path run_dir = dir.path() / "runs" / "killed";
+  const fs::path progress = run_dir / "selftest.shards" / "progress" / "rank1.txt";
+
+  // Start 2 ranks, wait until rank 1 has finished at least 5 cells, then kill -9 one rank.
+  // Processes of this run only: rhead ranks (comm "rhead") and their launcher, found by the unique run dir.
+  const std::string procs =
+      "procs() { for p in $(pgrep -f 'job.run_dir=runs/killed'); do "
+      "c=$(cat /proc/$p/comm 2>/dev/null); case \"$c\" in rhead|mpiexec|mpirun|orterun|prterun) echo $p $c;; esac; "
+      "done; }; ";
+  std::string script =
+      procs + "cd " + dir.path().string() + " && (" + test_support::mpiexec_prefix(2) + " " + rhead() +
+      " run job.ini --set job.run_dir=runs/killed > first.log 2>&1 &) ; "
+      "for i in $(seq 1 400); do "
+      "  if [ -f " + progress.string() + " ] && [ $(cut -d' ' -f1 " + progress.string() + ") -ge 5 ]; then break; fi; "
+      "  sleep 0.05; done; "
+      "pid=$(procs | awk '$2 == \"rhead\" {print $1}' | tail -n 1); "
+      "echo killing rank pid $pid; kill -9 $pid; "
+      "for i in $(seq 1 200); do [ -z \"$(procs)\" ] && break; sleep 0.1; done; "
+      "[ -n \"$(procs)\" ] && echo STILL_RUNNING && procs; true";
+  auto killed = run_command(script, 120);
+  ASSERT_EQ(killed.output.find("STILL_RUNNING"), std::string::npos) << "ranks survived the kill:\n" << killed.output;
+  ASSERT_FALSE(pipeline::store::is_complete(run_dir / "selftest.h5")) << "the kill came after the stage ended";
+
+  // Every shard left behind is readable by h5dump, and holds some finished cells.
+  for (const auto& e : fs::directory_iterator(run_dir / "selftest.shards")) {
+    if (e.path().extension() != ".h5") continue;
+    auto dump = run_command("h5dump -H " + e.path().string() + " > /dev/null");
+    EXPECT_EQ(dump.exit_code, 0) << e.path() << "\n" << dump.output;
+  }
+  const int64_t finished = count_finished_cells_in_shards(run_dir / "selftest.shards");
+  ASSERT_GT(finished, 0);
+  ASSERT_LT(finished, kCells);
+
+  auto resumed = run_rhead(dir.path(), 2, "job.ini --set job.run_dir=runs/killed");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("resume: " + std::to_string(finished) + " of " + std::to_string(kCells)),
+            std::string::npos)
+      << resumed.output;
+
+  pipeline::store::File f = pipeline::store::File::open(run_dir / "selftest.h5");
+  auto root = f.root();
+  EXPECT_EQ(root.attr_int("cells_total"), kCells);
+  EXPECT_EQ(root.attr_int("cells_resumed"), finished);
+  EXPECT_EQ(root.attr_int("cells_computed_last_attempt"), kCells - finished) << "finished cells were recomputed";
+  EXPECT_EQ(root.open_group("cells").children().size(), static_cast<size_t>(kCells));
+  int64_t first_attempt = 0;
+  for (const auto& id : root.open_group("cells").children()) {
+    first_attempt += root.open_group("cells").open_group(id).attr_int("attempt") == 0 ? 1 : 0;
+  }
+  EXPECT_EQ(first_attempt, finished) << "each finished cell must come from the first attempt";
+
+  // Final results equal an uninterrupted run.
+  auto clean = run_rhead(dir.path(), 1, "job.ini --set job.run_dir=runs/clean --set selftest.work_ms=0");
+  ASSERT_EQ(clean.exit_code, 0) << clean.output;
+  EXPECT_EQ(digest(run_dir / "selftest.h5"), digest(dir.path() / "runs/clean/selftest.h5"));
+}
+
+TEST(E2ESelftest, OneFailingRankEndsEveryRankWithItsMessage) {
+  test_support::TempDir dir("e2e-fail");
+  // The failing cell is the cheapest one, dealt last, so the other ranks are already waiting.
+  test_support::write_text_file(dir.path() / "job.ini", job_text(5, "fail_on_cell = m1.n0.L1000.D0\n"));
+  auto r = run_rhead(dir.path(), 3, "job.ini", 90);
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.exit_code, 124) << "the job hung until the timeout:\n" << r.output;
+  EXPECT_LT(r.seconds, 60);
+  EXPECT_NE(r.output.find("error: [selftest] cell m1.n0.L1000.D0: failing on purpose"), std::string::npos) << r.output;
+  EXPECT_TRUE(std::regex_search(r.output, std::regex("\\[rank [0-2]/3\\] error"))) << r.output;
+}
+
+TEST(E2ESelftest, BadJobFilesGiveOneClearError) {
+  test_support::TempDir dir("e2e-bad");
+  test_support::write_text_file(dir.path() / "typo.ini", job_text(0, "lenghts = 5\n"));
+  auto r = run_rhead(dir.path(), 2, "typo.ini");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("unknown key 'lenghts' in section [selftest]"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("did you mean 'selftest.lengths'"), std::string::npos) << r.output;
+  // Reported once (rank 0), not once per rank.
+  size_t first = r.output.find("unknown key");
+  EXPECT_EQ(r.output.find("unknown key", first + 1), std::string::npos) << r.output;
+
+  test_support::write_text_file(dir.path() / "stage.ini", "[job]\nname = x\nstages = selftset\n");
+  auto s = run_rhead(dir.path(), 0, "stage.ini");
+  EXPECT_EQ(s.exit_code, 1);
+  EXPECT_NE(s.output.find("unknown stage 'selftset'"), std::string::npos) << s.output;
+  EXPECT_NE(s.output.find("did you mean 'selftest'"), std::string::npos) << s.output;
+
+  test_support::write_text_file(dir.path() / "value.ini", job_text(0));
+  auto v = run_rhead(dir.path(), 2, "value.ini --set selftest.steps=0");
+  EXPECT_EQ(v.exit_code, 1);
+  EXPECT_NE(v.output.find("selftest.steps: got 0, expected >= 1"), std::string::npos) << v.output;
+
+  auto missing = run_rhead(dir.path(), 0, "nope.ini");
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.output.find("nope.ini: cannot open the job file"), std::string::npos) << missing.output;
+}

@@ -1,0 +1,138 @@
+// Typed INI configuration: values, lists, linspace, and every error path with its message.
+#include <gtest/gtest.h>
+
+#include "pipeline/core/config.h"
+#include "pipeline/core/error.h"
+
+using pipeline::Config;
+using pipeline::ConfigError;
+using pipeline::ConfigSchema;
+using pipeline::KeyType;
+
+namespace {
+
+ConfigSchema schema() {
+  ConfigSchema s("job file");
+  s.required("job.name", KeyType::String, "job name")
+      .optional("job.seed", KeyType::Int, "1234", "seed")
+      .optional("job.rate", KeyType::Float, "0.5", "a rate")
+      .optional("job.verbose", KeyType::Bool, "false", "chatty")
+      .optional("job.stages", KeyType::StringList, "", "stages")
+      .optional("grid.lengths", KeyType::IntList, "1, 2", "lengths")
+      .optional("grid.depths", KeyType::FloatList, "0", "depths")
+      .required("model.*.path", KeyType::String, "model folder")
+      .optional("model.*.family", KeyType::String, "auto", "family");
+  return s;
+}
+
+// Runs `fn`, expecting a ConfigError whose message contains every fragment.
+template <class Fn>
+void expect_error(Fn&& fn, std::initializer_list<const char*> fragments) {
+  try {
+    fn();
+    FAIL() << "expected a ConfigError";
+  } catch (const ConfigError& e) {
+    std::string what = e.what();
+    for (const char* f : fragments) EXPECT_NE(what.find(f), std::string::npos) << "missing '" << f << "' in: " << what;
+  }
+}
+
+}  // namespace
+
+TEST(Config, ValuesDefaultsAndLists) {
+  Config c = Config::parse_text(schema(),
+                                "[job]\nname = \"demo run\"  # comment\nseed = 7\nverbose = yes\n"
+                                "stages = generate, score\nstages = ablate\n"
+                                "[grid]\nlengths = linspace(1000, 50000, 20)\ndepths = linspace(0, 100, 10)\n"
+                                "[model.base]\npath = /m/base\n[model.chat]\npath = /m/chat\nfamily = llama\n",
+                                "t.ini");
+  EXPECT_EQ(c.get_string("job.name"), "demo run");
+  EXPECT_EQ(c.get_int("job.seed"), 7);
+  EXPECT_DOUBLE_EQ(c.get_float("job.rate"), 0.5);
+  EXPECT_TRUE(c.get_bool("job.verbose"));
+  EXPECT_EQ(c.get_strings("job.stages"), (std::vector<std::string>{"generate", "score", "ablate"}));
+  // The official grid (PAPER.md 4.3): numpy.round(linspace(1000, 50000, 20)), half-to-even.
+  std::vector<int64_t> lengths = {1000,  3579,  6158,  8737,  11316, 13895, 16474, 19053, 21632, 24211,
+                                  26789, 29368, 31947, 34526, 37105, 39684, 42263, 44842, 47421, 50000};
+  EXPECT_EQ(c.get_ints("grid.lengths"), lengths);
+  std::vector<double> depths = c.get_floats("grid.depths");
+  ASSERT_EQ(depths.size(), 10u);
+  EXPECT_DOUBLE_EQ(depths[1], 100.0 / 9.0);
+  EXPECT_EQ(c.section_names("model.*"), (std::vector<std::string>{"base", "chat"}));
+  EXPECT_EQ(c.get_string("model.base.family"), "auto");
+  EXPECT_EQ(c.get_string("model.chat.family"), "llama");
+  EXPECT_TRUE(c.is_set_explicitly("job.seed"));
+  EXPECT_FALSE(c.is_set_explicitly("job.rate"));
+}
+
+TEST(Config, DepthGridMatchesPaper) {
+  // round(linspace(0, 100, 10)) = 0, 11, 22, 33, 44, 56, 67, 78, 89, 100 (PAPER.md 4.3).
+  EXPECT_EQ(pipeline::linspace_rounded(0, 100, 10), (std::vector<int64_t>{0, 11, 22, 33, 44, 56, 67, 78, 89, 100}));
+  // Half-to-even: linspace(0, 5, 11) has 0.5 -> 0, 1.5 -> 2, 2.5 -> 2.
+  auto r = pipeline::linspace_rounded(0, 5, 11);
+  EXPECT_EQ(r[1], 0);
+  EXPECT_EQ(r[3], 2);
+  EXPECT_EQ(r[5], 2);
+}
+
+TEST(Config, EscapesRangeAndOverrides) {
+  Config c = Config::parse_text(schema(), "[job]\nname = a\\nb\\t\\\"c\\\"\n[grid]\nlengths = range(0, 10, 4), 99\n"
+                                "[model.x]\npath = p\n", "t.ini", {"job.seed=99", "grid.depths=1.5, 2"});
+  EXPECT_EQ(c.get_string("job.name"), "a\nb\t\"c\"");
+  EXPECT_EQ(c.get_ints("grid.lengths"), (std::vector<int64_t>{0, 4, 8, 99}));
+  EXPECT_EQ(c.get_int("job.seed"), 99);
+  EXPECT_EQ(c.get_floats("grid.depths"), (std::vector<double>{1.5, 2.0}));
+}
+
+TEST(Config, UnknownKeySuggestsNearest) {
+  expect_error([] { Config::parse_text(schema(), "[job]\nname = x\nsed = 3\n", "jobs/a.ini"); },
+               {"jobs/a.ini:3", "unknown key 'sed'", "[job]", "did you mean 'job.seed'"});
+  expect_error([] { Config::parse_text(schema(), "[job]\nname = x\n[model.base]\npaht = /m\n", "a.ini"); },
+               {"a.ini:4", "'paht'", "[model.base]", "did you mean 'model.base.path'"});
+  expect_error([] { Config::parse_text(schema(), "[job]\nname = x\nzzzzzzzzzz = 1\n", "a.ini"); },
+               {"unknown key 'zzzzzzzzzz'", "--help-keys"});
+}
+
+TEST(Config, WrongTypesNameFileSectionKeyAndLine) {
+  expect_error([] { Config::parse_text(schema(), "[job]\nname = x\nseed = twelve\n", "a.ini"); },
+               {"a.ini:3", "[job] seed", "got 'twelve'", "expected an integer"});
+  expect_error([] { Config::parse_text(schema(), "[job]\nname = x\nrate = fast\n", "a.ini"); },
+               {"[job] rate", "expected a number"});
+  expect_error([] { Config::parse_text(schema(), "[job]\nname = x\nverbose = maybe\n", "a.ini"); },
+               {"[job] verbose", "expected true or false"});
+  expect_error([] { Config::parse_text(schema(), "[job]\nname = x\n[grid]\nlengths = 1, two\n", "a.ini"); },
+               {"a.ini:4", "[grid] lengths", "'two' is not an integer"});
+  expect_error([] { Config::parse_text(schema(), "[job]\nname = x\n[grid]\nlengths = linspace(1, 2)\n", "a.ini"); },
+               {"linspace takes (start, stop, num)"});
+  expect_error([] { Config::parse_text(schema(), "[job]\nname = x\nseed = 1\nseed = 2\n", "a.ini"); },
+               {"'job.seed' is given more than once"});
+  expect_error([] { Config::parse_text(schema(), "[job]\nname = x\n", "a.ini", {"job.seed=abc"}); },
+               {"[job] seed", "got 'abc'"});
+  expect_error([] { Config::parse_text(schema(), "[job]\nname = x\n", "a.ini", {"job.sede=1"}); },
+               {"--set job.sede", "did you mean 'job.seed'"});
+}
+
+TEST(Config, MissingRequiredKeys) {
+  expect_error([] { Config::parse_text(schema(), "[job]\nseed = 1\n", "a.ini"); },
+               {"a.ini", "missing required key 'name'", "[job]", "job name"});
+  expect_error([] { Config::parse_text(schema(), "[job]\nname = x\n[model.chat]\nfamily = llama\n", "a.ini"); },
+               {"missing required key 'path'", "[model.chat]", "model folder"});
+}
+
+TEST(Config, BadSyntaxAndMissingFile) {
+  expect_error([] { Config::parse_text(schema(), "[job]\nname x\n", "a.ini"); }, {"a.ini", "not a valid INI"});
+  expect_error([] { Config::parse_file(schema(), "/nonexistent/job.ini"); },
+               {"/nonexistent/job.ini", "cannot open the job file"});
+}
+
+TEST(Config, DescribeListsEveryKey) {
+  std::string d = schema().describe();
+  for (const char* k : {"[job]", "name (string, required)", "seed (integer, default: 1234)", "[model.*]"}) {
+    EXPECT_NE(d.find(k), std::string::npos) << k << " in\n" << d;
+  }
+}
+
+TEST(Config, NearestName) {
+  EXPECT_EQ(pipeline::nearest_name("selftset", {"selftest", "score", "generate"}), "selftest");
+  EXPECT_EQ(pipeline::nearest_name("qqqqqqqq", {"selftest", "score"}), "");
+}
