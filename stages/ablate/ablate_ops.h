@@ -1,0 +1,118 @@
+// Numerics of the ablation experiments (PAPER.md §5, §6). Pure functions: no IO, no torch.
+//
+//  * Head selection: top-K heads by mean score; K random *non-retrieval* heads from a seeded SplitMix64
+//    stream (the official script is unseeded, re-draws per test, hard-codes 32x32 and fails to exclude
+//    retrieval heads, PAPER §5.2 / §10.9; this is the fixed behaviour).
+//  * SQuAD-style answer normalisation, token F1 and exact match (ExtractQA, MuSiQue).
+//  * Final-answer extraction from chain-of-thought responses (GSM8K, MMLU, MuSiQue).
+//  * Error types of failed NIAH cells (PAPER §6, Figure 9) and the attention-sink flag.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "stages/score/score_ops.h"
+
+namespace stages {
+
+// SplitMix64 (Steele, Lea, Flood 2014; the seeding generator of xoshiro): state += 0x9E3779B97F4A7C15, then
+// z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9; z = (z ^ (z >> 27)) * 0x94D049BB133111EB; z ^ (z >> 31).
+// Same output on every platform and compiler, unlike std::uniform_int_distribution.
+class SplitMix64 {
+ public:
+  // seed -> generator state (any 64-bit value, 0 included).
+  explicit SplitMix64(uint64_t seed) : m_state(seed) {}
+  uint64_t next();  // -> next 64-bit output
+  // n >= 1 -> uniform integer in [0, n) by rejection of the top partial block (no modulo bias).
+  uint64_t uniform_below(uint64_t n);
+
+ private:
+  uint64_t m_state;
+};
+
+// mean [L, H], 0 <= k <= L*H -> the k heads ranked first by rank_heads (mean descending, ties (layer, head)).
+std::vector<HeadId> top_k_heads(const ScoreMap& mean, int64_t k);
+
+struct RandomHeadOptions {
+  int64_t k = 0;                     // how many heads to draw
+  uint64_t seed = 0;                 // same seed -> same heads
+  double exclude_above = 0.1;        // exclude retrieval heads: mean > this
+  int64_t exclude_top = 0;           // also exclude the first exclude_top heads of the ranking (e.g. 100)
+};
+
+// mean [L, H] -> k distinct heads drawn uniformly without replacement from the pool of heads with
+// mean <= exclude_above and not among the top exclude_top; returned in (layer, head) order.
+// Algorithm: pool in (layer, head) order, partial Fisher-Yates: for i in [0, k): swap(pool[i],
+// pool[i + uniform_below(|pool| - i)]), keep pool[0..k). Throws pipeline::InputError when k > |pool|.
+std::vector<HeadId> random_non_retrieval_heads(const ScoreMap& mean, const RandomHeadOptions& options);
+
+// SQuAD normalize_answer: lower-case (ASCII), drop ASCII punctuation (Python string.punctuation), replace the
+// words a/an/the by a space (regex \b(a|an|the)\b; bytes >= 0x80 count as word characters), collapse whitespace.
+std::string squad_normalize(std::string_view text);
+
+// (prediction, gold) -> SQuAD token F1 in [0, 1] on normalised whitespace tokens with clipped counts.
+// Empty normalised prediction or gold: 1 when both are empty, else 0 (SQuAD v2 script).
+double squad_f1(std::string_view prediction, std::string_view gold);
+
+// (prediction, gold) -> 1 when the normalised strings are equal, else 0.
+double squad_exact_match(std::string_view prediction, std::string_view gold);
+
+struct QaScore {
+  double f1 = 0.0;           // max over golds
+  double exact_match = 0.0;  // max over golds
+};
+
+// (prediction, golds >= 1) -> max F1 and max EM over the gold answers; pipeline::InputError for no gold.
+QaScore squad_score(std::string_view prediction, const std::vector<std::string>& golds);
+
+enum class AnswerKind {
+  kText,    // MuSiQue / free text
+  kNumber,  // GSM8K
+  kChoice,  // MMLU (letters A-D)
+};
+
+// Chain-of-thought response -> final answer. Rule: the answer segment is the text after the LAST
+// case-insensitive "the answer is" (a following ':' and whitespace skipped), or the whole response when the
+// phrase is absent. Then, by kind:
+//   kNumber: the first number in the segment when the phrase was found, else the last number of the whole
+//            response; number = optional '-', digits with optional ',' groups and optional '.digits';
+//            commas removed, a trailing ".0..." fraction of zeros removed ("1,234.00" -> "1234"); "" if none.
+//   kChoice: the first standalone letter A-D (optionally in parentheses) in the segment when the phrase was
+//            found, else the last such letter of the response; "" if none.
+//   kText:   the segment up to the first newline when the phrase was found, else the last non-empty line;
+//            surrounding whitespace and one trailing '.' removed.
+std::string extract_final_answer(std::string_view response, AnswerKind kind);
+
+// Error type of one masked-NIAH cell (PAPER §6, Figure 9).
+enum class NiahErrorType {
+  kCorrect,          // recall == 100
+  kIncomplete,       // 0 < recall < 100: part of the needle retrieved
+  kWrongExtraction,  // recall == 0 and some response n-gram occurs verbatim in the haystack
+  kHallucination,    // recall == 0 otherwise: fluent text from neither needle nor haystack
+};
+const char* niah_error_type_name(NiahErrorType type);
+
+// (recall in [0, 100], response, haystack text, n) -> error type. n-grams are taken over rouge_tokenize(...,
+// use_stemmer = false) tokens (lower-case [a-z0-9] words) of response and haystack; a response with fewer
+// than n tokens never counts as wrong extraction (too little evidence of copying). Default n = 3.
+NiahErrorType classify_niah_error(double recall, std::string_view response, std::string_view haystack,
+                                  int ngram = 3);
+
+// capture [S, L, H], heads -> fraction of (step, head) argmax positions < n_sink (attention on the first
+// n_sink tokens, the attention sink of Figure 9). 0 when there are no steps or heads.
+double sink_fraction(const ArgmaxCapture& capture, const std::vector<HeadId>& heads, int64_t n_sink = 4);
+
+struct NiahErrorReport {
+  NiahErrorType type = NiahErrorType::kCorrect;
+  double sink_fraction = 0.0;  // over the given top heads
+  bool sink = false;           // sink_fraction >= sink_threshold
+};
+
+// All of the above for one cell; sink flag when at least sink_threshold of the top heads' argmaxes are sinks.
+NiahErrorReport analyze_niah_cell(double recall, std::string_view response, std::string_view haystack,
+                                  const ArgmaxCapture& capture, const std::vector<HeadId>& top_heads, int ngram = 3,
+                                  int64_t n_sink = 4, double sink_threshold = 0.5);
+
+}  // namespace stages
