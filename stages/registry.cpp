@@ -1,11 +1,15 @@
 #include "stages/registry.h"
 
+#include "stages/correlate/correlate_stage.h"
+#include "stages/score/score_stage.h"
 #include "stages/selftest/selftest_stage.h"
 
 namespace stages {
 
 void register_builtin_stages(pipeline::StageRegistry& registry) {
   registry.add(std::make_unique<SelftestStage>());
+  registry.add(std::make_unique<ScoreStage>());
+  registry.add(std::make_unique<CorrelateStage>());
 }
 
 }  // namespace stages
