@@ -1,0 +1,269 @@
+#!/usr/bin/python3
+"""Draw every figure that RUN_DIR's stores allow and write a Markdown report next to them
+(OUT/report.md, default OUT = RUN_DIR/figures): stages and provenance, models, key numbers (Figure-3
+bins, retrieval-head fractions, top-10 heads, always-on heads, correlations, NIAH means) and the
+figures. Figures whose store is absent are listed with the store that would enable them.
+
+Exit status: 0 when every drawable figure was drawn, 1 when one failed (the report is still written),
+2 on a bad command line or an unwritable output folder."""
+
+import argparse
+import os
+import sys
+import traceback
+
+import numpy as np
+
+import figcommon  # noqa: F401  (headless matplotlib before any figure module)
+import figure_data as fd
+import rhead_stores
+import fig3_bins
+import fig4_frequency
+import fig5_heatmaps
+import fig6_correlation
+import niah_heatmap
+
+# (figure, what it shows, module, stores it needs)
+DRAWN = [
+    ("Figure 3", "share of heads per retrieval-score bin", fig3_bins, ("score",)),
+    ("Figure 4", "retrieval score vs activation frequency per head", fig4_frequency, ("score",)),
+    ("Figure 5", "layer x head retrieval-score maps, base vs variant", fig5_heatmaps, ("score",)),
+    ("Figure 6", "model x model Pearson correlation of head maps", fig6_correlation, ("correlate",)),
+    ("NIAH", "needle-in-a-haystack ROUGE-1 heatmaps (depth x length)", niah_heatmap, ("generate",)),
+]
+# Paper figures from stores that do not exist yet (PAPER.md section 7).
+LATER = [
+    ("Figure 1", "NIAH heatmaps with the top retrieval heads vs random heads masked", "ablate.h5"),
+    ("Figure 7", "NIAH score vs number of masked heads, retrieval vs random", "ablate.h5"),
+    ("Figure 8", "ExtractQA F1 vs number of masked heads", "ablate.h5"),
+    ("Figure 9", "attention of the top retrieval heads in failure cases", "ablate.h5"),
+    ("Figure 10", "GSM8K / MMLU / MuSiQue with and without CoT under masking", "ablate.h5"),
+]
+
+
+def _md_table(header, rows):
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def _short(rev):
+    return rev[:12] if isinstance(rev, str) else rev
+
+
+class Report:
+    def __init__(self, run_dir, out_dir):
+        self.run_dir = run_dir
+        self.out_dir = out_dir
+        self.lines = []
+        self.failed = []
+
+    def add(self, *text):
+        self.lines.extend(text)
+
+    # ------------------------------------------------------------------------------------ stores
+    def load(self):
+        """Read every present store; remember the ones that cannot be used and why."""
+        self.stores, self.problems = {}, {}
+        readers = {"generate": rhead_stores.read_generate, "score": rhead_stores.read_score,
+                   "correlate": rhead_stores.read_correlate}
+        for stage, reader in readers.items():
+            path = rhead_stores.store_path(self.run_dir, stage)
+            if not os.path.exists(path) and not os.path.exists(path + ".partial"):
+                continue
+            try:
+                self.stores[stage] = reader(path)
+            except rhead_stores.StoreError as e:
+                self.problems[stage] = str(e)
+
+    def stages_section(self):
+        self.add("## Stages", "")
+        rows = []
+        for stage in rhead_stores.STAGES:
+            if stage in self.stores:
+                h = self.stores[stage].header
+                cells = h.get("cells_total", "")
+                if cells != "":
+                    cells = f"{cells} ({h.get('cells_resumed', 0)} resumed, {h.get('attempts', 1)} attempt(s))"
+                rows.append((f"`{stage}.h5`", h.get("status", "?"), h.get("schema_version", "?"),
+                             h.get("created_utc", "?"), f"`{_short(h.get('git_revision', '?'))}`",
+                             f"`{h.get('job_file', '?')}`", h.get("world_size", "?"),
+                             f"{float(h.get('seconds', float('nan'))):.1f}", cells))
+            elif stage in self.problems:
+                rows.append((f"`{stage}.h5`", "**unusable**: " + self.problems[stage].replace("|", "/"),
+                             "", "", "", "", "", "", ""))
+            else:
+                rows.append((f"`{stage}.h5`", "not run", "", "", "", "", "", "", ""))
+        self.add(_md_table(("store", "status", "schema", "created (UTC)", "git revision", "job file",
+                            "ranks", "seconds", "cells"), rows), "")
+
+    def models_section(self):
+        score = self.stores.get("score")
+        gen = self.stores.get("generate")
+        if not score and not gen:
+            return
+        self.add("## Models", "")
+        names = list(score.models) if score else []
+        if gen:
+            names += [m for m in gen.models if m not in names]
+        rows = []
+        for n in names:
+            g = gen.models.get(n, {}) if gen else {}
+            m = score.models.get(n) if score else None
+            shape = f"{m.shape[0]}x{m.shape[1]}" if m else f"{g.get('n_layer', '?')}x{g.get('n_head', '?')}"
+            source = m.source if m else ""
+            if source.startswith("import:"):  # the file name is enough; the full path is in the job file
+                source = "import:" + os.path.basename(source[len("import:"):])
+            rows.append((n, g.get("family", ""), shape, source, m.rule if m else "",
+                         f"{m.n_tests_success}/{m.n_tests_total}" if m else ""))
+        self.add(_md_table(("model", "family", "layers x heads", "score source", "rule",
+                            "successful / all tests"), rows), "")
+
+    # ------------------------------------------------------------------------------- key numbers
+    def score_numbers(self):
+        score = self.stores.get("score")
+        if not score:
+            return
+        self.add("## Retrieval heads (score.h5)", "",
+                 "Bins on the per-head mean retrieval score (PAPER.md 3.2); retrieval heads have mean > "
+                 "the store's retrieval_threshold; always-on heads have activation frequency 1.", "")
+        rows = []
+        for n, m in score.models.items():
+            pct = fd.bin_percentages(fd.bin_counts(m.mean))
+            nret, pret = fd.retrieval_fraction(m.mean, m.retrieval_threshold)
+            rows.append((n, f"{m.shape[0]}x{m.shape[1]}", f"{nret} ({pret:.1f}%)",
+                         *[f"{p:.1f}%" for p in pct], len(m.always_on_heads)))
+        self.add(_md_table(("model", "heads", "retrieval heads", *[f"bin {b}" for b in fd.BIN_LABELS],
+                            "always-on"), rows), "")
+        self.add("### Top-10 heads (layer-head, mean score)", "")
+        top = {n: fd.ranking(m.mean)[:10] for n, m in score.models.items()}
+        rows = []
+        for k in range(10):
+            row = [k + 1]
+            for n, m in score.models.items():
+                if k < len(top[n]):
+                    l, h = top[n][k]
+                    row.append(f"{fd.head_label(l, h)} ({m.mean[l, h]:.3f})")
+                else:
+                    row.append("")
+            rows.append(row)
+        self.add(_md_table(("rank", *score.models), rows), "")
+
+    def correlate_numbers(self):
+        c = self.stores.get("correlate")
+        if not c:
+            return
+        self.add("## Correlations (correlate.h5)", "",
+                 f"Flattened [layer, head] mean maps; top_k = {c.top_k}, shape_policy = `{c.shape_policy}` "
+                 "(used for models of different shapes).", "")
+        if c.pairs:
+            self.add("Named pairs of the job:", "")
+            self.add(_md_table(("pair", "label", "Pearson", "Spearman", f"top-{c.top_k} Jaccard",
+                                "shapes differ"),
+                               [(f"{p.a} vs {p.b}", "" if p.label == f"{p.a} vs {p.b}" else p.label,
+                                 f"{p.pearson:.3f}", f"{p.spearman:.3f}",
+                                 f"{p.top_k_jaccard:.3f}", "yes" if p.shape_mismatch else "no")
+                                for p in c.pairs]), "")
+        gen = self.stores.get("generate")
+        fam = {m: a.get("family") for m, a in gen.models.items()} if gen else {}
+        if fam:
+            rows = []
+            for i, a in enumerate(c.models):
+                for j in range(i + 1, len(c.models)):
+                    b = c.models[j]
+                    if fam.get(a) and fam.get(a) == fam.get(b):
+                        rows.append((f"{a} vs {b}", fam[a], f"{c.matrices['pearson'][i, j]:.3f}"))
+            if rows:
+                self.add("Within-family pairs (families from generate.h5):", "")
+                self.add(_md_table(("pair", "family", "Pearson"), rows), "")
+        s = fd.off_diagonal_summary(c.matrices["pearson"], c.shape_mismatch)
+        if s["n"]:
+            self.add(f"Same-shape off-diagonal Pearson: min {s['min']:.3f}, max {s['max']:.3f}, "
+                     f"mean {s['mean']:.3f} over {s['n']} cells.", "")
+
+    def generate_numbers(self):
+        g = self.stores.get("generate")
+        if not g:
+            return
+        self.add("## Needle in a haystack (generate.h5)", "")
+        rows = []
+        for m in fd.models_of_cells(g.cells):
+            p = fd.niah_pivot(g.cells, m)
+            n = int(p["count"].sum())
+            succ = sum(1 for c in g.cells if c["model"] == m and float(c["rouge1_recall"]) > 50)
+            rows.append((m, n, f"{p['depths'].size} x {p['lengths'].size}",
+                         f"{int(p['lengths'].min())}-{int(p['lengths'].max())}", f"{p['overall']:.1f}",
+                         f"{succ} ({100.0 * succ / n:.1f}%)"))
+        self.add(_md_table(("model", "cells", "depths x lengths", "lengths (tokens)",
+                            "mean ROUGE-1 recall", "cells with recall > 50"), rows), "")
+
+    # ----------------------------------------------------------------------------------- figures
+    def figures_section(self):
+        self.add("## Figures", "")
+        skipped = []
+        for fig, what, module, needs in DRAWN:
+            missing = [s for s in needs if s not in self.stores]
+            if missing:
+                why = "; ".join(f"`{s}.h5` unusable ({self.problems[s]})" if s in self.problems
+                                else f"needs `{s}.h5`" for s in missing)
+                skipped.append(f"- {fig} ({what}): {why}")
+                continue
+            try:
+                paths = module.draw(self.run_dir, self.out_dir)
+            except Exception as e:  # keep drawing the others; the report says what failed
+                traceback.print_exc()
+                self.failed.append(fig)
+                self.add(f"### {fig}: {what}", "", f"**failed**: `{type(e).__name__}: {e}`", "")
+                continue
+            self.add(f"### {fig}: {what}", "")
+            for p in paths:
+                rel = os.path.relpath(p, self.out_dir)
+                self.add(f"![{fig}: {os.path.basename(p)}]({rel})", "")
+            print(f"report: {fig}: " + ", ".join(paths))
+        for fig, what, store in LATER:
+            skipped.append(f"- {fig} ({what}): needs `{store}`")
+        if skipped:
+            self.add("### Not drawn", "", *skipped, "")
+
+    def write(self):
+        self.add(f"# rhead report: `{os.path.abspath(self.run_dir)}`", "")
+        self.load()
+        job = next((s.header.get("job_file") for s in self.stores.values() if s.header.get("job_file")), None)
+        if job:
+            self.add(f"Job file: `{job}`", "")
+        self.stages_section()
+        self.models_section()
+        self.score_numbers()
+        self.correlate_numbers()
+        self.generate_numbers()
+        self.figures_section()
+        path = os.path.join(self.out_dir, "report.md")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("\n".join(self.lines).rstrip() + "\n")
+        return path
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir", help="run directory holding the stage stores (<stage>.h5)")
+    p.add_argument("--out", default=None, help="output folder (default: RUN_DIR/figures)")
+    args = p.parse_args(argv)
+    if not os.path.isdir(args.run_dir):
+        p.error(f"{args.run_dir}: no such run directory")
+    out = args.out or os.path.join(args.run_dir, "figures")
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        print(f"report: cannot create {out}: {e}", file=sys.stderr)
+        return 2
+    r = Report(args.run_dir, out)
+    path = r.write()
+    print(f"report: {path}")
+    if r.failed:
+        print(f"report: failed figures: {', '.join(r.failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
