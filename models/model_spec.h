@@ -44,6 +44,7 @@ struct ModelSpec {
   RopeScaling rope_scaling = RopeScaling::None;
   double rope_scaling_factor = 1.0;
   std::optional<int64_t> sliding_window;  // attend to the last W keys only (Mistral v0.1)
+  int64_t sliding_window_first_layer = 0; // layers >= this use the window (Qwen2 max_window_layers)
 
   // Checkpoint
   DType checkpoint_dtype = DType::BFloat16;  // config.json "torch_dtype"
@@ -53,8 +54,10 @@ struct ModelSpec {
 
   // Tokens and prompting
   std::optional<int64_t> bos_token_id;
-  std::optional<int64_t> eos_token_id;
+  std::optional<int64_t> eos_token_id;    // first of config.json's eos_token_id (may be a list)
+  std::vector<int64_t> eos_token_ids;     // all of them (empty when none)
   std::string chat_template;             // placeholders {system} {user}; empty: base model
+  std::string chat_system;               // family's default text for {system} (may be empty)
   std::vector<std::string> stop_strings; // generation stops after emitting one of these
   std::vector<std::string> sentence_end_tokens;  // token texts that end a sentence (needle snapping)
 

@@ -1,6 +1,7 @@
 #include "stages/registry.h"
 
 #include "stages/correlate/correlate_stage.h"
+#include "stages/generate/generate_stage.h"
 #include "stages/score/score_stage.h"
 #include "stages/selftest/selftest_stage.h"
 
@@ -8,6 +9,7 @@ namespace stages {
 
 void register_builtin_stages(pipeline::StageRegistry& registry) {
   registry.add(std::make_unique<SelftestStage>());
+  registry.add(std::make_unique<GenerateStage>());
   registry.add(std::make_unique<ScoreStage>());
   registry.add(std::make_unique<CorrelateStage>());
 }

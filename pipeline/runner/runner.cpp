@@ -175,6 +175,9 @@ void run_job(const StageRegistry& registry, const RunOptions& options, const Con
       output->flush();
       output->close();
       fs::rename(partial, out_path);
+      // Every finished cell is now in the store: the per-rank shards have served their purpose.
+      std::error_code ec;
+      fs::remove_all(run_dir / (name + ".shards"), ec);
     }
     comm.barrier();
     log::info("stage ", name, ": complete in ", log::seconds_since_start() - t0, " s -> ", out_path.string());

@@ -1,0 +1,89 @@
+#include "models/capture.h"
+
+#include <algorithm>
+
+#include "pipeline/core/error.h"
+
+namespace models {
+
+AttentionCapture::AttentionCapture(int64_t batch, int64_t max_steps, int64_t n_layer,
+                                   int64_t n_head, CaptureOptions options, torch::Device device)
+    : m_options(std::move(options)), m_batch(batch), m_max_steps(max_steps) {
+  RHEAD_CHECK(batch > 0 && max_steps >= 0, pipeline::InputError, "[capture] batch ", batch,
+              ", max_steps ", max_steps, ": expected batch > 0 and max_steps >= 0");
+  auto i32 = torch::dtype(torch::kInt32).device(device);
+  auto f32 = torch::dtype(torch::kFloat32).device(device);
+  if (m_options.argmax) m_argmax = torch::full({batch, max_steps, n_layer, n_head}, -1, i32);
+  if (m_options.top_k > 0) {
+    m_top_pos = torch::full({batch, max_steps, n_layer, n_head, m_options.top_k}, -1, i32);
+    m_top_prob = torch::zeros({batch, max_steps, n_layer, n_head, m_options.top_k}, f32);
+  }
+  if (!m_options.spans.empty()) {
+    RHEAD_CHECK(static_cast<int64_t>(m_options.spans.size()) == batch, pipeline::InputError,
+                "[capture] spans: got ", m_options.spans.size(), ", expected one per sequence (",
+                batch, ")");
+    std::vector<int64_t> begin, end;
+    for (const auto& [b, e] : m_options.spans) {
+      RHEAD_CHECK(0 <= b && b <= e, pipeline::InputError, "[capture] span [", b, ", ", e,
+                  "): expected 0 <= begin <= end");
+      begin.push_back(b);
+      end.push_back(e);
+    }
+    m_span_begin = torch::tensor(begin, torch::kInt64).to(device);
+    m_span_end = torch::tensor(end, torch::kInt64).to(device);
+    m_span_mass = torch::zeros({batch, max_steps, n_layer, n_head}, f32);
+  }
+}
+
+void AttentionCapture::set_step(int64_t step) {
+  RHEAD_CHECK(step >= 0 && step < m_max_steps, pipeline::InputError, "[capture] step ", step,
+              " out of range [0, ", m_max_steps, ")");
+  m_step = step;
+}
+
+void AttentionCapture::on_decode_attention(int64_t layer, const torch::Tensor& probs,
+                                           int64_t key_begin, const torch::Tensor& pad) {
+  // probs: [B, H, K] fp32; positions of key k for sequence b: key_begin + k - pad[b].
+  const int64_t n_key = probs.size(2);
+  auto offset = (key_begin - pad).view({-1, 1});  // [B, 1]
+  if (m_options.argmax) {
+    // torch::argmax returns the first maximal index (lowest position wins).
+    auto row = m_options.argmax_on_bf16_row ? probs.to(torch::kBFloat16) : probs;
+    auto idx = row.argmax(-1) + offset;  // [B, H]
+    m_argmax.select(1, m_step).select(1, layer).copy_(idx);
+  }
+  if (m_options.top_k > 0) {
+    const int64_t k = std::min(m_options.top_k, n_key);
+    auto [values, idx] = probs.topk(k, -1, /*largest=*/true, /*sorted=*/true);  // [B, H, k]
+    auto pos_dst = m_top_pos.select(1, m_step).select(1, layer);
+    auto prob_dst = m_top_prob.select(1, m_step).select(1, layer);
+    pos_dst.narrow(-1, 0, k).copy_(idx + offset.unsqueeze(-1));
+    prob_dst.narrow(-1, 0, k).copy_(values);
+  }
+  if (m_span_mass.defined()) {
+    // Span in slots: [begin + pad - key_begin, end + pad - key_begin) of this row.
+    auto key = torch::arange(n_key, torch::dtype(torch::kInt64).device(probs.device()));
+    auto pos = key.view({1, -1}) + offset;  // [B, K] positions
+    auto inside = (pos >= m_span_begin.view({-1, 1})) & (pos < m_span_end.view({-1, 1}));
+    auto mass = torch::bmm(probs, inside.to(torch::kFloat32).unsqueeze(-1)).squeeze(-1);  // [B, H]
+    m_span_mass.select(1, m_step).select(1, layer).copy_(mass);
+  }
+}
+
+void AttentionCapture::finalize(const std::vector<int64_t>& n_steps) {
+  RHEAD_CHECK(static_cast<int64_t>(n_steps.size()) == m_batch, pipeline::InternalError,
+              "[capture] finalize: ", n_steps.size(), " step counts for ", m_batch, " sequences");
+  for (int64_t b = 0; b < m_batch; ++b) {
+    const int64_t n = n_steps[static_cast<size_t>(b)];
+    if (n >= m_max_steps) continue;
+    const int64_t rest = m_max_steps - n;
+    if (m_argmax.defined()) m_argmax[b].narrow(0, n, rest).fill_(-1);
+    if (m_top_pos.defined()) {
+      m_top_pos[b].narrow(0, n, rest).fill_(-1);
+      m_top_prob[b].narrow(0, n, rest).fill_(0);
+    }
+    if (m_span_mass.defined()) m_span_mass[b].narrow(0, n, rest).fill_(0);
+  }
+}
+
+}  // namespace models

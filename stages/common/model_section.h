@@ -1,0 +1,46 @@
+// The job file's [model.<name>] sections, shared by the stages that run models (generate, ablate):
+//   [model.base]
+//   path = /models/llama-2-7b-80k   Hugging Face folder (config.json, *.safetensors, tokenizer)
+//   family = auto                   family file name (models/families/<family>.ini); auto: from config.json
+//   dtype = float32                 compute dtype: float32 or bfloat16
+//   chat = false                    wrap prompts in the family's chat template
+//   period_provider = LLaMA         faithful prompts: the official --model_provider for period ids
+//                                   (LLaMA, Mistral, GLM, or "own" for the model's own "." pieces)
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "models/checkpoint.h"
+#include "models/decoder.h"
+#include "models/tokenizer/tokenizer.h"
+#include "pipeline/core/config.h"
+
+namespace stages {
+
+struct ModelEntry {
+  std::string name;  // the <name> of [model.<name>]
+  std::string path;
+  std::string family;  // "auto" or a family name
+  models::DType dtype = models::DType::Float32;
+  bool chat = false;
+  std::string period_provider;
+};
+
+// Declares the [model.*] keys (once, whichever stage asks first).
+void declare_model_sections(pipeline::ConfigSchema& schema);
+// Every [model.<name>] of the job, in file order; ConfigError when there is none or a value is bad.
+std::vector<ModelEntry> read_model_entries(const pipeline::Config& config);
+
+// A model ready to run: its folder (memory-mapped weights), decoder and tokenizer.
+struct LoadedModel {
+  ModelEntry entry;
+  models::ModelFolder folder;
+  std::unique_ptr<models::Decoder> decoder;
+  std::unique_ptr<models::Tokenizer> tokenizer;
+};
+// Loads and validates the folder, builds the decoder (threads set by the caller), loads the tokenizer.
+std::unique_ptr<LoadedModel> load_model(const ModelEntry& entry, int64_t prefill_chunk);
+
+}  // namespace stages

@@ -1,0 +1,299 @@
+#include "stages/generate/generate_stage.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <map>
+
+#include "models/generation.h"
+#include "pipeline/core/error.h"
+#include "pipeline/core/logging.h"
+#include "pipeline/core/sharding.h"
+#include "pipeline/runner/cell_driver.h"
+#include "stages/common/model_section.h"
+#include "stages/generate/needles.h"
+#include "stages/generate/prompt_builder.h"
+#include "stages/generate/rouge.h"
+
+namespace stages {
+
+namespace fs = std::filesystem;
+using pipeline::ConfigError;
+using pipeline::KeyType;
+using pipeline::str_cat;
+
+namespace {
+
+struct GenerateSettings {
+  fs::path needles_file;
+  fs::path haystack_dir;
+  bool haystack_per_needle = true;
+  std::vector<int64_t> lengths, depths;
+  PromptMode mode = PromptMode::kFaithful;
+  int64_t buffer_tokens = 200;
+  int64_t max_new_tokens = 50;
+  std::vector<std::string> stop_strings;
+  int64_t prefill_chunk = 512;
+  bool argmax_on_bf16_row = false;
+  bool span_mass = true;
+};
+
+GenerateSettings read_settings(const pipeline::Config& c) {
+  GenerateSettings s;
+  s.needles_file = c.get_string("generate.needles");
+  s.haystack_dir = c.get_string("generate.haystack");
+  s.haystack_per_needle = c.get_bool("generate.haystack_per_needle");
+  s.lengths = c.get_ints("generate.lengths");
+  s.depths = c.get_ints("generate.depths");
+  s.mode = parse_prompt_mode(c.get_string("generate.prompt_mode"), "[generate] prompt_mode");
+  s.buffer_tokens = c.get_int("generate.buffer_tokens");
+  s.max_new_tokens = c.get_int("generate.max_new_tokens");
+  s.stop_strings = c.get_strings("generate.stop_strings");
+  s.prefill_chunk = c.get_int("generate.prefill_chunk");
+  s.argmax_on_bf16_row = c.get_bool("generate.argmax_on_bf16_row");
+  s.span_mass = c.get_bool("generate.span_mass");
+  return s;
+}
+
+// The haystack folder of needle i: <haystack>/part<i+1> (official layout) or <haystack> itself.
+fs::path haystack_for(const GenerateSettings& s, size_t needle_index) {
+  return s.haystack_per_needle ? s.haystack_dir / ("part" + std::to_string(needle_index + 1)) : s.haystack_dir;
+}
+
+struct GenerateCell {
+  size_t model;
+  size_t needle;
+  int64_t length;
+  int64_t depth;
+};
+
+std::string cell_id(const std::string& model, const GenerateCell& c) {
+  return str_cat(model, ".n", c.needle, ".L", c.length, ".D", c.depth);
+}
+
+std::string strip(const std::string& s) {
+  size_t b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string::npos) return "";
+  size_t e = s.find_last_not_of(" \t\r\n");
+  return s.substr(b, e - b + 1);
+}
+
+// The per-rank state of one loaded model: decoder, tokenizer, and one prompt builder per needle
+// (each tokenizes its haystack once).
+struct ModelState {
+  std::unique_ptr<LoadedModel> model;
+  std::vector<std::unique_ptr<PromptBuilder>> builders;  // [needle]
+};
+
+}  // namespace
+
+void GenerateStage::declare(pipeline::ConfigSchema& schema) const {
+  declare_model_sections(schema);
+  schema.required("generate.needles", KeyType::String, "needles JSONL file (official format: needle, question, real_needle)")
+      .required("generate.haystack", KeyType::String, "haystack folder of *.txt files")
+      .optional("generate.haystack_per_needle", KeyType::Bool, "true",
+                "needle i reads <haystack>/part<i+1> (the official detection layout)")
+      .optional("generate.lengths", KeyType::IntList, "linspace(1000, 50000, 20)", "context lengths in tokens")
+      .optional("generate.depths", KeyType::IntList, "linspace(0, 100, 10)", "needle depths in percent")
+      .optional("generate.prompt_mode", KeyType::String, "faithful", "faithful (official quirks) or fixed")
+      .optional("generate.buffer_tokens", KeyType::Int, "200", "tokens kept free for the question (official buffer)")
+      .optional("generate.max_new_tokens", KeyType::Int, "50", "greedy decoding cap")
+      .optional("generate.stop_strings", KeyType::StringList, "\\n",
+                "stop after a token whose text contains one of these (the official code stops on newline)")
+      .optional("generate.prefill_chunk", KeyType::Int, "512", "query rows per prefill attention chunk")
+      .optional("generate.argmax_on_bf16_row", KeyType::Bool, "false",
+                "argmax of the bf16-cast attention row, as the official code (ties to the lowest position)")
+      .optional("generate.span_mass", KeyType::Bool, "true", "also store attention mass inside the answer span");
+}
+
+void GenerateStage::validate(const pipeline::StageContext& ctx) const {
+  const auto& c = ctx.config;
+  GenerateSettings s = read_settings(c);
+  std::vector<ModelEntry> models = read_model_entries(c);
+  for (const auto& m : models) {
+    RHEAD_CHECK(fs::is_directory(m.path), ConfigError, "[config] ", c.source(), ": [model.", m.name, "] path '",
+                m.path, "' is not a folder. Hint: point it at a Hugging Face model folder (config.json, *.safetensors)");
+    RHEAD_CHECK(fs::exists(fs::path(m.path) / "config.json"), ConfigError, "[config] ", c.source(), ": [model.",
+                m.name, "] path '", m.path, "' has no config.json");
+  }
+  std::vector<Needle> needles = read_needles_jsonl(s.needles_file);
+  for (size_t i = 0; i < needles.size(); ++i) {
+    fs::path dir = haystack_for(s, i);
+    RHEAD_CHECK(fs::is_directory(dir), ConfigError, "[config] ", c.source(), ": [generate] haystack: needle ", i,
+                " reads '", dir.string(), "', which is not a folder",
+                s.haystack_per_needle ? ". Hint: set haystack_per_needle = false for one shared folder" : "");
+  }
+  RHEAD_CHECK(!s.lengths.empty() && !s.depths.empty(), ConfigError, "[config] ", c.source(),
+              ": [generate] lengths and depths must not be empty");
+  for (int64_t L : s.lengths) {
+    RHEAD_CHECK(L > s.buffer_tokens, ConfigError, "[config] ", c.source(), ": [generate] lengths: got ", L,
+                ", expected every length > buffer_tokens (", s.buffer_tokens, ")");
+  }
+  for (int64_t d : s.depths) {
+    RHEAD_CHECK(d >= 0 && d <= 100, ConfigError, "[config] ", c.source(), ": [generate] depths: got ", d,
+                ", expected percentages in [0, 100]");
+  }
+  RHEAD_CHECK(s.max_new_tokens >= 1, ConfigError, "[config] ", c.source(), ": [generate] max_new_tokens must be >= 1");
+}
+
+void GenerateStage::run(pipeline::StageContext& ctx) {
+  const GenerateSettings s = read_settings(ctx.config);
+  const std::vector<ModelEntry> entries = read_model_entries(ctx.config);
+  const std::vector<Needle> needles = read_needles_jsonl(s.needles_file);
+  const int64_t max_length = *std::max_element(s.lengths.begin(), s.lengths.end());
+
+  std::vector<GenerateCell> grid;
+  std::vector<pipeline::WorkItem> items;
+  for (size_t m = 0; m < entries.size(); ++m) {
+    for (size_t n = 0; n < needles.size(); ++n) {
+      for (int64_t L : s.lengths) {
+        for (int64_t d : s.depths) {
+          GenerateCell cell{m, n, L, d};
+          grid.push_back(cell);
+          items.push_back({cell_id(entries[m].name, cell), entries[m].name, pipeline::cell_cost(L)});
+        }
+      }
+    }
+  }
+
+  std::map<std::string, ModelState> loaded;  // only the groups this rank runs
+  ModelState* current = nullptr;
+  pipeline::CellHooks hooks;
+  hooks.begin_group = [&](const std::string& group) {
+    at::set_num_threads(ctx.threads);
+    size_t m = static_cast<size_t>(std::find_if(entries.begin(), entries.end(),
+                                                [&](const ModelEntry& e) { return e.name == group; }) -
+                                   entries.begin());
+    ModelState& state = loaded[group];
+    state.model = load_model(entries[m], s.prefill_chunk);
+    const models::ModelSpec& spec = state.model->folder.spec;
+    PromptOptions po;
+    po.mode = s.mode;
+    po.buffer_tokens = s.buffer_tokens;
+    if (entries[m].chat) {
+      RHEAD_CHECK(!spec.chat_template.empty(), ConfigError, "[config] ", ctx.config.source(), ": [model.", group,
+                  "] chat = true, but family '", spec.family, "' has no [chat] template");
+      po.prompt_template = PromptTemplate::chat(spec.chat_template);
+    }
+    po.period_ids = entries[m].period_provider == "own"
+                        ? period_ids_from_pieces(*state.model->tokenizer, spec.sentence_end_tokens)
+                        : official_period_ids(entries[m].period_provider, *state.model->tokenizer);
+    for (size_t n = 0; n < needles.size(); ++n) {
+      state.builders.push_back(std::make_unique<PromptBuilder>(
+          *state.model->tokenizer, read_detection_haystack(haystack_for(s, n), max_length), po));
+    }
+    current = &state;
+    pipeline::log::debug("generate: model ", group, " ready on rank ", ctx.comm.rank());
+  };
+  hooks.compute = [&](size_t index, pipeline::store::Group& out) {
+    const GenerateCell& cell = grid[index];
+    const ModelEntry& entry = entries[cell.model];
+    const Needle& needle = needles[cell.needle];
+    const models::Tokenizer& tok = *current->model->tokenizer;
+    const models::ModelSpec& spec = current->model->folder.spec;
+
+    BuiltPrompt prompt = current->builders[cell.needle]->build(needle, cell.length, static_cast<double>(cell.depth));
+    const int64_t T = static_cast<int64_t>(prompt.ids.size());
+    RHEAD_CHECK(T >= 2, pipeline::InputError, "[generate] cell ", cell_id(entry.name, cell), ": prompt has ", T,
+                " tokens; expected at least 2");
+
+    models::GenerationOptions gen;
+    gen.max_new_tokens = s.max_new_tokens;
+    gen.stop = [&](int64_t, const std::vector<int64_t>& generated) {
+      std::string piece = tok.decode({generated.back()}, /*skip_special_tokens=*/false);
+      for (const auto& stop : s.stop_strings) {
+        if (!stop.empty() && piece.find(stop) != std::string::npos) return true;
+      }
+      return false;
+    };
+    models::CaptureOptions cap;
+    cap.argmax_on_bf16_row = s.argmax_on_bf16_row;
+    const int64_t span_begin = std::max<int64_t>(prompt.answer_begin, 0);
+    const int64_t span_end = std::min<int64_t>(std::max<int64_t>(prompt.answer_end, 0), T);
+    if (s.span_mass) cap.spans = {{span_begin, span_end}};
+    gen.capture = cap;
+    models::GenerationResult result = models::generate_greedy(*current->model->decoder, {prompt.ids}, gen);
+
+    const std::vector<int64_t>& generated = result.tokens.front();
+    const int64_t steps = static_cast<int64_t>(generated.size());
+    std::string response = strip(tok.decode(generated, /*skip_special_tokens=*/true));
+    double recall = niah_rouge1_recall(needle.real_needle, response);
+
+    // capture argmax: [B=1, max_steps, L, H] -> this cell's [steps, L, H]
+    torch::Tensor argmax = result.capture->argmax().select(0, 0).slice(0, 0, steps).contiguous().to(torch::kInt32);
+    std::vector<int32_t> argmax_v(argmax.data_ptr<int32_t>(), argmax.data_ptr<int32_t>() + argmax.numel());
+    std::vector<int32_t> gen_v(generated.begin(), generated.end());
+    std::vector<int32_t> needle_v;
+    for (int64_t j = span_begin; j < span_end; ++j) needle_v.push_back(static_cast<int32_t>(prompt.ids[j]));
+
+    const uint64_t L = static_cast<uint64_t>(spec.n_layer), H = static_cast<uint64_t>(spec.n_head);
+    out.set_attr("model", entry.name);
+    out.set_attr("needle_index", static_cast<int64_t>(cell.needle));
+    out.set_attr("context_length", cell.length);
+    out.set_attr("depth_percent", cell.depth);
+    out.set_attr("prompt_tokens", T);
+    out.set_attr("needle_begin", prompt.answer_found() ? prompt.answer_begin : int64_t{-1});
+    out.set_attr("needle_end", prompt.answer_found() ? span_end : int64_t{-1});
+    out.set_attr("rouge1_recall", recall);
+    out.set_attr("prompt_mode", std::string(prompt_mode_name(s.mode)));
+    out.write("needle_ids", needle_v, {needle_v.size()}, "span");
+    out.write("generated_ids", gen_v, {gen_v.size()}, "step");
+    out.write_text("response", response);
+    out.write("capture_argmax", argmax_v, {uint64_t(steps), L, H}, "step,layer,head");
+    if (s.span_mass) {
+      torch::Tensor mass = result.capture->span_mass().select(0, 0).slice(0, 0, steps).contiguous().to(torch::kFloat32);
+      std::vector<float> mass_v(mass.data_ptr<float>(), mass.data_ptr<float>() + mass.numel());
+      out.write("capture_span_mass", mass_v, {uint64_t(steps), L, H}, "step,layer,head");
+    }
+  };
+  pipeline::CellRunStats stats = pipeline::run_cells(ctx, items, hooks);
+
+  if (ctx.comm.rank() != 0) return;
+  pipeline::store::Group models_group = ctx.output->root().create_group("models");
+  pipeline::store::Group cells = ctx.output->root().open_group("cells");
+  for (size_t m = 0; m < entries.size(); ++m) {
+    // Shapes come from config.json alone (rank 0 may not have loaded this model).
+    models::LoadOptions lo;
+    if (entries[m].family != "auto") lo.family = entries[m].family;
+    lo.validate = false;
+    models::ModelFolder folder = models::load_model_folder(entries[m].path, lo);
+    pipeline::store::Group g = models_group.create_group(entries[m].name);
+    g.set_attr("path", fs::absolute(entries[m].path).string());
+    g.set_attr("family", folder.spec.family);
+    g.set_attr("n_layer", folder.spec.n_layer);
+    g.set_attr("n_head", folder.spec.n_head);
+    g.set_attr("n_kv_head", folder.spec.n_kv_head);
+    g.set_attr("vocab_size", folder.spec.vocab_size);
+  }
+  double recall_sum = 0;
+  int64_t success = 0;
+  for (const auto& id : cells.children()) {
+    double r = cells.open_group(id).attr_double("rouge1_recall");
+    recall_sum += r;
+    success += r > 50 ? 1 : 0;
+  }
+  pipeline::log::info("generate: ", stats.total, " cells, mean ROUGE-1 recall ",
+                      stats.total ? recall_sum / static_cast<double>(stats.total) : 0.0, ", ", success,
+                      " above 50 (usable for scoring)");
+}
+
+void GenerateStage::inspect(const pipeline::store::Group& root, std::ostream& out) const {
+  pipeline::store::Group cells = root.open_group("cells");
+  std::map<std::string, std::pair<int64_t, double>> per_model;  // model -> (cells, recall sum)
+  std::map<std::string, int64_t> success;
+  for (const auto& id : cells.children()) {
+    pipeline::store::Group g = cells.open_group(id);
+    std::string model = g.attr_string("model");
+    double r = g.attr_double("rouge1_recall");
+    per_model[model].first += 1;
+    per_model[model].second += r;
+    success[model] += r > 50 ? 1 : 0;
+  }
+  for (const auto& [model, v] : per_model) {
+    out << "model " << model << ": " << v.first << " cells, mean ROUGE-1 recall " << v.second / v.first << ", "
+        << success[model] << " above 50\n";
+  }
+}
+
+}  // namespace stages

@@ -1,0 +1,23 @@
+// generate: the paper's detection run. For every cell (model, needle, context length, depth) of this
+// rank: build the prompt (faithful or fixed mode, stages/generate/prompt_builder.h), prefill, greedy
+// decode with the attention capture fused into decoding (no second prefill), ROUGE-1 recall of the
+// response against the needle's answer, and write the cell (layout: docs/STORE.md, generate.h5).
+#pragma once
+
+#include "pipeline/runner/stage.h"
+
+namespace stages {
+
+class GenerateStage final : public pipeline::Stage {
+ public:
+  std::string name() const override { return "generate"; }
+  std::string summary() const override {
+    return "needle-in-a-haystack prompts, greedy decoding with fused attention capture, ROUGE-1";
+  }
+  void declare(pipeline::ConfigSchema& schema) const override;
+  void validate(const pipeline::StageContext& ctx) const override;
+  void run(pipeline::StageContext& ctx) override;
+  void inspect(const pipeline::store::Group& root, std::ostream& out) const override;
+};
+
+}  // namespace stages

@@ -1,0 +1,196 @@
+// The generate stage on a tiny random model that the test writes as a Hugging Face folder.
+// A random model does not retrieve anything; these tests check the machinery: prompt, capture and
+// store shapes, rank-count independence, and kill-and-resume.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "models/checkpoint.h"
+#include "models/model_config.h"
+#include "models/tokenizer/tokenizer.h"
+#include "pipeline/store/hdf5_file.h"
+#include "pipeline/store/store_header.h"
+#include "tests/common/test_support.h"
+
+namespace fs = std::filesystem;
+using test_support::run_command;
+
+namespace {
+
+const char* kWords[] = {"the", "a", "cat", "dog", "sat", "ran", "on", "under", "mat", "tree", "old", "small",
+                        "green", "house", "river", "near", "slowly", "quickly", "and", "then"};
+
+// Writes <dir>/model (config.json, model.safetensors, tokenizer.json, tokenizer_config.json),
+// <dir>/haystack/*.txt and <dir>/needles.jsonl.
+void write_world(const fs::path& dir) {
+  // Filler sentences from a fixed word list, each ending in " ." (its own token for WordLevel).
+  fs::create_directories(dir / "haystack");
+  std::ostringstream hay;
+  uint64_t state = 12345;
+  for (int s = 0; s < 400; ++s) {
+    int n = 5 + static_cast<int>(state % 6);
+    for (int w = 0; w < n; ++w) {
+      state = state * 6364136223846793005ull + 1442695040888963407ull;
+      hay << kWords[(state >> 33) % 20] << " ";
+    }
+    hay << ". ";
+  }
+  test_support::write_text_file(dir / "haystack" / "filler.txt", hay.str());
+  test_support::write_text_file(
+      dir / "needles.jsonl",
+      "{\"needle\": \"the secret code is blue seven .\", \"question\": \"what is the secret code ?\", "
+      "\"real_needle\": \"blue seven\"}\n"
+      "{\"needle\": \"the best river is the amber river .\", \"question\": \"which river is best ?\", "
+      "\"real_needle\": \"the amber river\"}\n");
+
+  std::vector<std::string> vocab = {"<unk>", "<s>", "</s>", ".", "?", ":", ",", "based", "content", "of",
+                                    "book", "question", "answer", "what", "is", "secret", "code", "blue", "seven",
+                                    "best", "which", "amber", "Based", "Question:", "Answer:"};
+  for (const char* w : kWords) {
+    if (std::find(vocab.begin(), vocab.end(), w) == vocab.end()) vocab.push_back(w);
+  }
+  fs::create_directories(dir / "model");
+  models::write_wordlevel_tokenizer_json(dir / "model" / "tokenizer.json", vocab, "<unk>", {"<s>", "</s>"});
+  models::TokenizerConfigSpec tc;
+  tc.bos_token = "<s>";
+  tc.eos_token = "</s>";
+  tc.unk_token = "<unk>";
+  models::write_tokenizer_config_json(dir / "model" / "tokenizer_config.json", tc);
+
+  test_support::write_text_file(
+      dir / "model" / "config.json",
+      "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", \"hidden_size\": 32, "
+      "\"intermediate_size\": 64, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, "
+      "\"num_key_value_heads\": 2, \"rms_norm_eps\": 1e-5, \"rope_theta\": 10000.0, "
+      "\"max_position_embeddings\": 1024, \"vocab_size\": " + std::to_string(vocab.size()) +
+          ", \"tie_word_embeddings\": false, \"bos_token_id\": 1, \"eos_token_id\": 2, \"torch_dtype\": \"float32\"}");
+  models::ModelSpec spec = models::load_model_spec(dir / "model" / "config.json");
+  torch::manual_seed(7);
+  models::TensorMap tensors;
+  for (const auto& t : models::expected_tensors(spec)) {
+    if (!t.required) continue;
+    bool is_norm = t.logical.find("norm") != std::string::npos;
+    tensors[t.name] = is_norm ? torch::ones(t.shape) : torch::randn(t.shape) * 0.3;
+  }
+  models::save_model_folder(dir / "model", spec, tensors);
+}
+
+std::string job(const fs::path& dir, const std::string& run_dir, const std::string& lengths) {
+  return "[job]\nname = gen\nstages = generate\nthreads = 1\nprogress_interval_s = 0.05\nrun_dir = " + run_dir +
+         "\n[model.tiny]\npath = " + (dir / "model").string() +
+         "\n[generate]\nneedles = " + (dir / "needles.jsonl").string() + "\nhaystack = " + (dir / "haystack").string() +
+         "\nhaystack_per_needle = false\nprompt_mode = fixed\nbuffer_tokens = 16\nmax_new_tokens = 6\n"
+         "lengths = " + lengths + "\ndepths = linspace(0, 100, 5)\n";
+}
+
+std::string rhead() { return test_support::rhead_exe().string(); }
+
+std::string digest(const fs::path& store) {
+  auto r = run_command(rhead() + " inspect --digest " + store.string());
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  return r.output;
+}
+
+}  // namespace
+
+TEST(GenerateE2E, StoreShapesAndRankCountIndependence) {
+  test_support::TempDir dir("gen");
+  write_world(dir.path());
+  test_support::write_text_file(dir.path() / "job.ini", job(dir.path(), (dir.path() / "np1").string(), "64, 96"));
+  auto one = run_command("cd " + dir.path().string() + " && " + rhead() + " run job.ini", 240);
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  auto two = run_command("cd " + dir.path().string() + " && " + test_support::mpiexec_prefix(2) + " " + rhead() +
+                             " run job.ini --set job.run_dir=" + (dir.path() / "np2").string(),
+                         240);
+  ASSERT_EQ(two.exit_code, 0) << two.output;
+  EXPECT_EQ(digest(dir.path() / "np1" / "generate.h5"), digest(dir.path() / "np2" / "generate.h5"));
+  EXPECT_FALSE(fs::exists(dir.path() / "np1" / "generate.shards")) << "shards are removed once merged";
+
+  pipeline::store::File f = pipeline::store::File::open(dir.path() / "np1" / "generate.h5");
+  auto root = f.root();
+  pipeline::store::require_readable(root, "generate", 1);
+  auto model = root.open_group("models").open_group("tiny");
+  EXPECT_EQ(model.attr_int("n_layer"), 2);
+  EXPECT_EQ(model.attr_int("n_head"), 4);
+  auto cells = root.open_group("cells");
+  ASSERT_EQ(cells.children().size(), 2u * 2u * 5u);  // needles x lengths x depths
+  for (const auto& id : cells.children()) {
+    auto c = cells.open_group(id);
+    auto gen = c.read_int32("generated_ids");
+    auto cap = c.read_int32("capture_argmax");
+    ASSERT_EQ(cap.shape.size(), 3u) << id;
+    EXPECT_EQ(cap.shape[0], gen.shape[0]) << id << ": one capture row per generated token";
+    EXPECT_EQ(cap.shape[1], 2u);
+    EXPECT_EQ(cap.shape[2], 4u);
+    EXPECT_LE(gen.shape[0], 6u);
+    const int64_t T = c.attr_int("prompt_tokens");
+    EXPECT_LE(T, c.attr_int("context_length"));
+    for (size_t s = 0; s < cap.shape[0]; ++s) {
+      for (size_t k = 0; k < 8; ++k) {
+        int32_t pos = cap.data[s * 8 + k];
+        EXPECT_GE(pos, 0);
+        EXPECT_LE(pos, T - 1 + static_cast<int64_t>(s)) << id << ": a step only sees the prompt and earlier steps";
+      }
+    }
+    const int64_t b = c.attr_int("needle_begin"), e = c.attr_int("needle_end");
+    ASSERT_GE(b, 0) << id << ": fixed mode always knows the answer span";
+    EXPECT_EQ(c.read_int32("needle_ids").data.size(), static_cast<size_t>(e - b));
+    EXPECT_GE(c.attr_double("rouge1_recall"), 0.0);
+    EXPECT_LE(c.attr_double("rouge1_recall"), 100.0);
+    auto mass = c.read_float("capture_span_mass");
+    for (float m : mass.data) {
+      EXPECT_GE(m, 0.0f);
+      EXPECT_LE(m, 1.0f + 1e-5f);
+    }
+  }
+  auto info = run_command(rhead() + " inspect " + (dir.path() / "np1" / "generate.h5").string());
+  EXPECT_NE(info.output.find("model tiny: 20 cells, mean ROUGE-1 recall"), std::string::npos) << info.output;
+}
+
+TEST(GenerateE2E, KillAndResumeRecomputesNothingFinished) {
+  test_support::TempDir dir("gen-kill");
+  write_world(dir.path());
+  const fs::path run = dir.path() / "killed";
+  test_support::write_text_file(dir.path() / "genkill.ini",
+                                job(dir.path(), run.string(), "linspace(200, 400, 6)"));  // 60 cells
+  const fs::path progress = run / "generate.shards" / "progress" / "rank1.txt";
+  const std::string procs =
+      "procs() { for p in $(pgrep -f 'rhead run genkill.ini'); do c=$(cat /proc/$p/comm 2>/dev/null); "
+      "case \"$c\" in rhead|mpiexec|mpirun|orterun|prterun) echo $p $c;; esac; done; }; ";
+  auto killed = run_command(
+      procs + "cd " + dir.path().string() + " && (" + test_support::mpiexec_prefix(2) + " " + rhead() +
+          " run genkill.ini > first.log 2>&1 &); for i in $(seq 1 600); do if [ -f " + progress.string() +
+          " ] && [ $(cut -d' ' -f1 " + progress.string() + ") -ge 3 ]; then break; fi; sleep 0.05; done; "
+          "pid=$(procs | awk '$2 == \"rhead\" {print $1}' | tail -n 1); kill -9 $pid; "
+          "for i in $(seq 1 200); do [ -z \"$(procs)\" ] && break; sleep 0.1; done; true",
+      240);
+  ASSERT_FALSE(pipeline::store::is_complete(run / "generate.h5")) << "the kill came after the stage ended";
+  int64_t finished = 0;
+  for (const auto& e : fs::directory_iterator(run / "generate.shards")) {
+    if (e.path().extension() != ".h5" || !pipeline::store::is_readable_hdf5(e.path())) continue;
+    pipeline::store::File f = pipeline::store::File::open(e.path());
+    auto cells = f.root().open_group("cells");
+    for (const auto& id : cells.children()) {
+      auto g = cells.open_group(id);
+      finished += g.has_attr("complete") && g.attr_int("complete") == 1 ? 1 : 0;
+    }
+  }
+  ASSERT_GT(finished, 0) << killed.output;
+
+  auto resumed = run_command("cd " + dir.path().string() + " && " + test_support::mpiexec_prefix(2) + " " + rhead() +
+                                 " run genkill.ini",
+                             240);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  pipeline::store::File f = pipeline::store::File::open(run / "generate.h5");
+  EXPECT_EQ(f.root().attr_int("cells_resumed"), finished);
+  EXPECT_EQ(f.root().attr_int("cells_computed_last_attempt"), 60 - finished);
+
+  auto clean = run_command("cd " + dir.path().string() + " && " + rhead() + " run genkill.ini --set job.run_dir=" +
+                               (dir.path() / "clean").string(),
+                           240);
+  ASSERT_EQ(clean.exit_code, 0) << clean.output;
+  EXPECT_EQ(digest(run / "generate.h5"), digest(dir.path() / "clean" / "generate.h5"));
+}
