@@ -1,9 +1,13 @@
 // rhead: the one executable. Subcommands:
 //   rhead run JOB.ini [--stages a,b] [--force] [--set section.key=value ...] [--comm auto|self|mpi|nccl]
 //   rhead inspect STORE.h5 [--digest]
-//   rhead model-info MODEL_DIR
+//   rhead model-info MODEL_DIR [--family F]
+//   rhead figures RUN_DIR [--out DIR]
 //   rhead --help | --version
+#include <cstdlib>
+#include <filesystem>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #include <boost/program_options.hpp>
@@ -13,6 +17,7 @@
 #include "pipeline/core/logging.h"
 #include "pipeline/core/version.h"
 #include "pipeline/runner/runner.h"
+#include "models/model_info.h"
 #include "pipeline/store/store_header.h"
 #include "stages/registry.h"
 
@@ -26,7 +31,8 @@ const char* kUsage =
     "commands:\n"
     "  run JOB.ini      run the job's stages (resumes finished work; mpirun/srun for several ranks)\n"
     "  inspect STORE    summarise a store written by a stage (--digest: content hash)\n"
-    "  model-info DIR   describe a Hugging Face model folder\n"
+    "  model-info DIR   describe a Hugging Face model folder (--family to force a family file)\n"
+    "  figures RUN_DIR  draw every figure the run's stores allow, and RUN_DIR/figures/report.md\n"
     "\n"
     "rhead <command> --help for the command's options; rhead run --help-keys for every job-file key.\n";
 
@@ -156,6 +162,66 @@ int cmd_inspect(int argc, char** argv, const pipeline::StageRegistry& registry) 
   return 0;
 }
 
+int cmd_model_info(int argc, char** argv) {
+  po::options_description opts("rhead model-info MODEL_DIR [options]");
+  std::string family;
+  opts.add_options()("help,h", "show this help")("family", po::value(&family), "force a family file (e.g. yi)")(
+      "dir", po::value<std::string>(), "model folder (positional)");
+  po::positional_options_description pos;
+  pos.add("dir", 1);
+  po::variables_map vm;
+  try {
+    po::store(po::command_line_parser(argc, argv).options(opts).positional(pos).run(), vm);
+    po::notify(vm);
+  } catch (const po::error& e) {
+    std::cerr << "rhead model-info: " << e.what() << "\n" << opts;
+    return 2;
+  }
+  if (vm.count("help") || !vm.count("dir")) {
+    std::cout << opts;
+    return vm.count("help") ? 0 : 2;
+  }
+  try {
+    std::cout << models::model_info(vm["dir"].as<std::string>(),
+                                    family.empty() ? std::nullopt : std::optional<std::string>(family));
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+// The figures live in analysis/ (Python: Debian's numpy, h5py, matplotlib); this only finds and runs
+// analysis/report, next to the source tree this binary was built from or under $RHEAD_ANALYSIS_DIR.
+int cmd_figures(int argc, char** argv) {
+  std::string args;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      std::cout << "rhead figures RUN_DIR [--out DIR]\n  draws every figure the stores in RUN_DIR allow and writes "
+                   "RUN_DIR/figures/report.md (runs analysis/report)\n";
+      return 0;
+    }
+    std::string quoted = "'";
+    for (char c : a) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    args += " " + quoted + "'";
+  }
+  if (argc < 2) {
+    std::cerr << "rhead figures: missing RUN_DIR. Hint: rhead figures runs/<job name>\n";
+    return 2;
+  }
+  const char* env = std::getenv("RHEAD_ANALYSIS_DIR");
+  std::string dir = env ? env : std::string(RHEAD_SOURCE_DIR) + "/analysis";
+  std::string script = dir + "/report";
+  if (!std::filesystem::exists(script)) {
+    std::cerr << "error: [figures] " << script << " not found. Hint: set RHEAD_ANALYSIS_DIR to the analysis/ "
+                 "folder of an rhead checkout\n";
+    return 1;
+  }
+  int rc = std::system(("'" + script + "'" + args).c_str());
+  return rc == 0 ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -177,6 +243,8 @@ int main(int argc, char** argv) {
   // Subcommands see argv without the command word.
   if (command == "run") return cmd_run(argc - 1, argv + 1, registry);
   if (command == "inspect") return cmd_inspect(argc - 1, argv + 1, registry);
+  if (command == "model-info") return cmd_model_info(argc - 1, argv + 1);
+  if (command == "figures") return cmd_figures(argc - 1, argv + 1);
   std::cerr << "rhead: unknown command '" << command << "'\n" << kUsage;
   return 2;
 }

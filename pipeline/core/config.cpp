@@ -310,6 +310,14 @@ ConfigSchema& ConfigSchema::optional(const std::string& key, KeyType type,
   return *this;
 }
 
+ConfigSchema& ConfigSchema::add(const KeySpec& spec) {
+  for (const auto& k : m_keys) {
+    if (k.name == spec.name) return *this;
+  }
+  m_keys.push_back(spec);
+  return *this;
+}
+
 const KeySpec* ConfigSchema::find(const std::string& key) const {
   for (const auto& k : m_keys) {
     if (k.name == key) return &k;

@@ -42,6 +42,9 @@ class ConfigSchema {
   ConfigSchema& optional(const std::string& key, KeyType type, const std::string& default_text,
                          const std::string& help);
 
+  // Adds a spec as is (no-op when a key of exactly that name is already declared).
+  ConfigSchema& add(const KeySpec& spec);
+
   const std::vector<KeySpec>& keys() const { return m_keys; }
   const std::string& file_kind() const { return m_file_kind; }
   // The spec a concrete key matches ("model.base.path" matches "model.*.path"), or nullptr.

@@ -26,8 +26,10 @@ struct RunOptions {
   bool force = false;                  // rerun stages whose stores are complete
 };
 
-// [job] keys plus every registered stage's keys.
-ConfigSchema job_schema(const StageRegistry& registry);
+// [job] keys plus every registered stage's keys. Keys of stages the job runs keep their required
+// status; keys of the other stages are still known (a typo is still an error) but optional.
+// An empty `active` list means every stage (used for --help-keys).
+ConfigSchema job_schema(const StageRegistry& registry, const std::vector<std::string>& active = {});
 
 // Parses the job (throws ConfigError naming file/section/key) on every rank.
 Config load_job(const StageRegistry& registry, const RunOptions& options);
