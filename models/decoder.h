@@ -6,7 +6,8 @@
 // Built from a ModelSpec plus a tensor lookup by CHECKPOINT name; logical names (embed, q_proj,
 // expert_up_proj, ...) are resolved through spec.tensor_names ({layer}/{expert} substituted), every
 // shape is checked against the spec (pipeline::ShapeError naming tensor, expected and found shape)
-// and weights are converted to the compute dtype once, here. Knows nothing of loading files.
+// and weights are converted to the compute dtype once, here. Reads no files: of the loading code
+// it uses only checkpoint_tensor_name (model_config.h) and to_scalar_type (safetensors.h).
 // Numerics follow HF transformers: RMSNorm and softmax in fp32, the rest in the compute dtype.
 // Threads: the caller sets at::set_num_threads (LibTorch defaults to 1 on the project machines).
 #pragma once
