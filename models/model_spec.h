@@ -56,7 +56,7 @@ struct ModelSpec {
   std::optional<int64_t> bos_token_id;
   std::optional<int64_t> eos_token_id;    // first of config.json's eos_token_id (may be a list)
   std::vector<int64_t> eos_token_ids;     // all of them (empty when none)
-  std::string chat_template;             // placeholders {system} {user}; empty: base model
+  std::string chat_template;             // placeholders {system} {user}; empty: the family has no chat format
   std::string chat_system;               // family's default text for {system} (may be empty)
   std::vector<std::string> stop_strings; // generation stops after emitting one of these
   std::vector<std::string> sentence_end_tokens;  // token texts that end a sentence (needle snapping)

@@ -2,7 +2,7 @@
 //   rhead run JOB.ini [--stages a,b] [--force] [--set section.key=value ...] [--comm auto|self|mpi|nccl]
 //   rhead inspect STORE.h5 [--digest]
 //   rhead model-info MODEL_DIR [--family F]
-//   rhead figures RUN_DIR [--out DIR]
+//   rhead figures RUN_DIR|JOB.ini [--out DIR]
 //   rhead --help | --version
 #include <cstdlib>
 #include <filesystem>
@@ -193,12 +193,12 @@ int cmd_model_info(int argc, char** argv) {
 
 // The figures live in analysis/ (Python: Debian's numpy, h5py, matplotlib); this only finds and runs
 // analysis/report, next to the source tree this binary was built from or under $RHEAD_ANALYSIS_DIR.
-int cmd_figures(int argc, char** argv) {
+int cmd_figures(int argc, char** argv, const pipeline::StageRegistry& registry) {
   std::string args;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--help" || a == "-h") {
-      std::cout << "rhead figures RUN_DIR [--out DIR]\n  draws every figure the stores in RUN_DIR allow and writes "
+      std::cout << "rhead figures RUN_DIR|JOB.ini [--out DIR]\n  draws every figure the stores in RUN_DIR allow and writes "
                    "RUN_DIR/figures/report.md (runs analysis/report)\n";
       return 0;
     }
@@ -207,8 +207,22 @@ int cmd_figures(int argc, char** argv) {
     args += " " + quoted + "'";
   }
   if (argc < 2) {
-    std::cerr << "rhead figures: missing RUN_DIR. Hint: rhead figures runs/<job name>\n";
+    std::cerr << "rhead figures: missing RUN_DIR. Hint: rhead figures runs/<job name> (or the job file)\n";
     return 2;
+  }
+  // A job file stands for its run directory.
+  std::string target = argv[1];
+  if (target.size() > 4 && target.substr(target.size() - 4) == ".ini") {
+    try {
+      pipeline::RunOptions options;
+      options.job_file = target;
+      std::string run_dir = pipeline::run_dir_of(pipeline::load_job(registry, options)).string();
+      args = " '" + run_dir + "'";
+      for (int i = 2; i < argc; ++i) args += std::string(" '") + argv[i] + "'";
+    } catch (const std::exception& e) {
+      std::cerr << "error: " << e.what() << "\n";
+      return 1;
+    }
   }
   const char* env = std::getenv("RHEAD_ANALYSIS_DIR");
   std::string dir = env ? env : std::string(RHEAD_SOURCE_DIR) + "/analysis";
@@ -244,7 +258,7 @@ int main(int argc, char** argv) {
   if (command == "run") return cmd_run(argc - 1, argv + 1, registry);
   if (command == "inspect") return cmd_inspect(argc - 1, argv + 1, registry);
   if (command == "model-info") return cmd_model_info(argc - 1, argv + 1);
-  if (command == "figures") return cmd_figures(argc - 1, argv + 1);
+  if (command == "figures") return cmd_figures(argc - 1, argv + 1, registry);
   std::cerr << "rhead: unknown command '" << command << "'\n" << kUsage;
   return 2;
 }

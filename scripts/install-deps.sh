@@ -1,16 +1,13 @@
 #!/usr/bin/env bash
 # Idempotent install of everything rhead needs on Debian bookworm (run as root, or with sudo).
 # Safe to re-run: apt skips what is present; the BLAS alternative is re-pointed every time.
-#   scripts/install-deps.sh            core build + test dependencies
-#   scripts/install-deps.sh --slurm    also slurmctld/slurmd/munge for the local Slurm e2e test
+#   scripts/install-deps.sh            build, test and local-Slurm dependencies
 set -euo pipefail
 
-want_slurm=0
 for arg in "$@"; do
   case "$arg" in
-    --slurm) want_slurm=1 ;;
-    -h|--help) sed -n '2,5p' "$0"; exit 0 ;;
-    *) echo "install-deps.sh: unknown argument '$arg' (expected --slurm or --help)" >&2; exit 2 ;;
+    -h|--help) sed -n '2,4p' "$0"; exit 0 ;;
+    *) echo "install-deps.sh: unknown argument '$arg' (expected --help)" >&2; exit 2 ;;
   esac
 done
 
@@ -25,10 +22,8 @@ packages=(
   libboost-program-options-dev nlohmann-json3-dev libsentencepiece-dev sentencepiece libpcre2-dev
   libgtest-dev googletest
   python3-dev python3-h5py python3-matplotlib python3-numpy python3-nltk
+  slurmctld slurmd slurm-client munge         # single-node Slurm for the sbatch e2e test
 )
-if [ "$want_slurm" -eq 1 ]; then
-  packages+=(slurmctld slurmd slurm-client munge)
-fi
 
 missing=()
 for p in "${packages[@]}"; do
