@@ -87,12 +87,12 @@ TEST(E2ESelftest, KillOneRankThenResumeRecomputesNothingFinished) {
   // Start 2 ranks, wait until rank 1 has finished at least 5 cells, then kill -9 one rank.
   // Processes of this run only: rhead ranks (comm "rhead") and their launcher, found by the unique run dir.
   const std::string procs =
-      "procs() { for p in $(pgrep -f 'job.run_dir=runs/killed'); do "
+      "procs() { for p in $(pgrep -f '" + dir.path().string() + "/job.ini'); do "
       "c=$(cat /proc/$p/comm 2>/dev/null); case \"$c\" in rhead|mpiexec|mpirun|orterun|prterun) echo $p $c;; esac; "
       "done; }; ";
   std::string script =
-      procs + "cd " + dir.path().string() + " && (" + test_support::mpiexec_prefix(2) + " " + rhead() +
-      " run job.ini --set job.run_dir=runs/killed > first.log 2>&1 &) ; "
+      procs + "cd " + dir.path().string() + " && (" + test_support::mpiexec_prefix(2) + " " + rhead() + " run " +
+      dir.path().string() + "/job.ini --set job.run_dir=runs/killed > first.log 2>&1 &) ; "
       "for i in $(seq 1 400); do "
       "  if [ -f " + progress.string() + " ] && [ $(cut -d' ' -f1 " + progress.string() + ") -ge 5 ]; then break; fi; "
       "  sleep 0.05; done; "

@@ -25,7 +25,7 @@ const char* kWords[] = {"the", "a", "cat", "dog", "sat", "ran", "on", "under", "
 
 // Writes <dir>/model (config.json, model.safetensors, tokenizer.json, tokenizer_config.json),
 // <dir>/haystack/*.txt and <dir>/needles.jsonl.
-void write_world(const fs::path& dir) {
+void write_world(const fs::path& dir, int hidden = 32, int layers = 2, int heads = 4) {
   // Filler sentences from a fixed word list, each ending in " ." (its own token for WordLevel).
   fs::create_directories(dir / "haystack");
   std::ostringstream hay;
@@ -62,9 +62,11 @@ void write_world(const fs::path& dir) {
 
   test_support::write_text_file(
       dir / "model" / "config.json",
-      "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", \"hidden_size\": 32, "
-      "\"intermediate_size\": 64, \"num_hidden_layers\": 2, \"num_attention_heads\": 4, "
-      "\"num_key_value_heads\": 2, \"rms_norm_eps\": 1e-5, \"rope_theta\": 10000.0, "
+      "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", \"hidden_size\": " +
+          std::to_string(hidden) + ", \"intermediate_size\": " + std::to_string(2 * hidden) +
+          ", \"num_hidden_layers\": " + std::to_string(layers) + ", \"num_attention_heads\": " +
+          std::to_string(heads) + ", \"num_key_value_heads\": " + std::to_string(heads / 2) +
+          ", \"rms_norm_eps\": 1e-5, \"rope_theta\": 10000.0, "
       "\"max_position_embeddings\": 1024, \"vocab_size\": " + std::to_string(vocab.size()) +
           ", \"tie_word_embeddings\": false, \"bos_token_id\": 1, \"eos_token_id\": 2, \"torch_dtype\": \"float32\"}");
   models::ModelSpec spec = models::load_model_spec(dir / "model" / "config.json");
@@ -78,11 +80,13 @@ void write_world(const fs::path& dir) {
   models::save_model_folder(dir / "model", spec, tensors);
 }
 
-std::string job(const fs::path& dir, const std::string& run_dir, const std::string& lengths) {
+std::string job(const fs::path& dir, const std::string& run_dir, const std::string& lengths,
+                int max_new_tokens = 6) {
   return "[job]\nname = gen\nstages = generate\nthreads = 1\nprogress_interval_s = 0.05\nrun_dir = " + run_dir +
          "\n[model.tiny]\npath = " + (dir / "model").string() +
          "\n[generate]\nneedles = " + (dir / "needles.jsonl").string() + "\nhaystack = " + (dir / "haystack").string() +
-         "\nhaystack_per_needle = false\nprompt_mode = fixed\nbuffer_tokens = 16\nmax_new_tokens = 6\n"
+         "\nhaystack_per_needle = false\nprompt_mode = fixed\nbuffer_tokens = 16\nmax_new_tokens = " +
+         std::to_string(max_new_tokens) + "\n"
          "lengths = " + lengths + "\ndepths = linspace(0, 100, 5)\n";
 }
 
@@ -152,18 +156,20 @@ TEST(GenerateE2E, StoreShapesAndRankCountIndependence) {
 
 TEST(GenerateE2E, KillAndResumeRecomputesNothingFinished) {
   test_support::TempDir dir("gen-kill");
-  write_world(dir.path());
+  // A larger model and 40 decode steps per cell, so that a rank is still busy when it is killed.
+  write_world(dir.path(), /*hidden=*/128, /*layers=*/4, /*heads=*/8);
   const fs::path run = dir.path() / "killed";
   test_support::write_text_file(dir.path() / "genkill.ini",
-                                job(dir.path(), run.string(), "linspace(200, 400, 6)"));  // 60 cells
+                                job(dir.path(), run.string(), "linspace(400, 1000, 6)", 40));  // 60 cells
   const fs::path progress = run / "generate.shards" / "progress" / "rank1.txt";
+  const std::string job_file = (dir.path() / "genkill.ini").string();  // unique: matches only this test's ranks
   const std::string procs =
-      "procs() { for p in $(pgrep -f 'rhead run genkill.ini'); do c=$(cat /proc/$p/comm 2>/dev/null); "
+      "procs() { for p in $(pgrep -f 'rhead run " + job_file + "'); do c=$(cat /proc/$p/comm 2>/dev/null); "
       "case \"$c\" in rhead|mpiexec|mpirun|orterun|prterun) echo $p $c;; esac; done; }; ";
   auto killed = run_command(
       procs + "cd " + dir.path().string() + " && (" + test_support::mpiexec_prefix(2) + " " + rhead() +
-          " run genkill.ini > first.log 2>&1 &); for i in $(seq 1 600); do if [ -f " + progress.string() +
-          " ] && [ $(cut -d' ' -f1 " + progress.string() + ") -ge 3 ]; then break; fi; sleep 0.05; done; "
+          " run " + job_file + " > first.log 2>&1 &); for i in $(seq 1 600); do if [ -f " + progress.string() +
+          " ] && [ $(cut -d' ' -f1 " + progress.string() + ") -ge 2 ]; then break; fi; sleep 0.02; done; "
           "pid=$(procs | awk '$2 == \"rhead\" {print $1}' | tail -n 1); kill -9 $pid; "
           "for i in $(seq 1 200); do [ -z \"$(procs)\" ] && break; sleep 0.1; done; true",
       240);
@@ -181,14 +187,14 @@ TEST(GenerateE2E, KillAndResumeRecomputesNothingFinished) {
   ASSERT_GT(finished, 0) << killed.output;
 
   auto resumed = run_command("cd " + dir.path().string() + " && " + test_support::mpiexec_prefix(2) + " " + rhead() +
-                                 " run genkill.ini",
+                                 " run " + job_file,
                              240);
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
   pipeline::store::File f = pipeline::store::File::open(run / "generate.h5");
   EXPECT_EQ(f.root().attr_int("cells_resumed"), finished);
   EXPECT_EQ(f.root().attr_int("cells_computed_last_attempt"), 60 - finished);
 
-  auto clean = run_command("cd " + dir.path().string() + " && " + rhead() + " run genkill.ini --set job.run_dir=" +
+  auto clean = run_command("cd " + dir.path().string() + " && " + rhead() + " run " + job_file + " --set job.run_dir=" +
                                (dir.path() / "clean").string(),
                            240);
   ASSERT_EQ(clean.exit_code, 0) << clean.output;
