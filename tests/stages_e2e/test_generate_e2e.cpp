@@ -14,71 +14,12 @@
 #include "pipeline/store/hdf5_file.h"
 #include "pipeline/store/store_header.h"
 #include "tests/common/test_support.h"
+#include "tests/stages_e2e/tiny_world.h"
 
 namespace fs = std::filesystem;
 using test_support::run_command;
 
 namespace {
-
-const char* kWords[] = {"the", "a", "cat", "dog", "sat", "ran", "on", "under", "mat", "tree", "old", "small",
-                        "green", "house", "river", "near", "slowly", "quickly", "and", "then"};
-
-// Writes <dir>/model (config.json, model.safetensors, tokenizer.json, tokenizer_config.json),
-// <dir>/haystack/*.txt and <dir>/needles.jsonl.
-void write_world(const fs::path& dir, int hidden = 32, int layers = 2, int heads = 4) {
-  // Filler sentences from a fixed word list, each ending in " ." (its own token for WordLevel).
-  fs::create_directories(dir / "haystack");
-  std::ostringstream hay;
-  uint64_t state = 12345;
-  for (int s = 0; s < 400; ++s) {
-    int n = 5 + static_cast<int>(state % 6);
-    for (int w = 0; w < n; ++w) {
-      state = state * 6364136223846793005ull + 1442695040888963407ull;
-      hay << kWords[(state >> 33) % 20] << " ";
-    }
-    hay << ". ";
-  }
-  test_support::write_text_file(dir / "haystack" / "filler.txt", hay.str());
-  test_support::write_text_file(
-      dir / "needles.jsonl",
-      "{\"needle\": \"the secret code is blue seven .\", \"question\": \"what is the secret code ?\", "
-      "\"real_needle\": \"blue seven\"}\n"
-      "{\"needle\": \"the best river is the amber river .\", \"question\": \"which river is best ?\", "
-      "\"real_needle\": \"the amber river\"}\n");
-
-  std::vector<std::string> vocab = {"<unk>", "<s>", "</s>", ".", "?", ":", ",", "based", "content", "of",
-                                    "book", "question", "answer", "what", "is", "secret", "code", "blue", "seven",
-                                    "best", "which", "amber", "Based", "Question:", "Answer:"};
-  for (const char* w : kWords) {
-    if (std::find(vocab.begin(), vocab.end(), w) == vocab.end()) vocab.push_back(w);
-  }
-  fs::create_directories(dir / "model");
-  models::write_wordlevel_tokenizer_json(dir / "model" / "tokenizer.json", vocab, "<unk>", {"<s>", "</s>"});
-  models::TokenizerConfigSpec tc;
-  tc.bos_token = "<s>";
-  tc.eos_token = "</s>";
-  tc.unk_token = "<unk>";
-  models::write_tokenizer_config_json(dir / "model" / "tokenizer_config.json", tc);
-
-  test_support::write_text_file(
-      dir / "model" / "config.json",
-      "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", \"hidden_size\": " +
-          std::to_string(hidden) + ", \"intermediate_size\": " + std::to_string(2 * hidden) +
-          ", \"num_hidden_layers\": " + std::to_string(layers) + ", \"num_attention_heads\": " +
-          std::to_string(heads) + ", \"num_key_value_heads\": " + std::to_string(heads / 2) +
-          ", \"rms_norm_eps\": 1e-5, \"rope_theta\": 10000.0, "
-      "\"max_position_embeddings\": 1024, \"vocab_size\": " + std::to_string(vocab.size()) +
-          ", \"tie_word_embeddings\": false, \"bos_token_id\": 1, \"eos_token_id\": 2, \"torch_dtype\": \"float32\"}");
-  models::ModelSpec spec = models::load_model_spec(dir / "model" / "config.json");
-  torch::manual_seed(7);
-  models::TensorMap tensors;
-  for (const auto& t : models::expected_tensors(spec)) {
-    if (!t.required) continue;
-    bool is_norm = t.logical.find("norm") != std::string::npos;
-    tensors[t.name] = is_norm ? torch::ones(t.shape) : torch::randn(t.shape) * 0.3;
-  }
-  models::save_model_folder(dir / "model", spec, tensors);
-}
 
 std::string job(const fs::path& dir, const std::string& run_dir, const std::string& lengths,
                 int max_new_tokens = 6) {
@@ -102,7 +43,7 @@ std::string digest(const fs::path& store) {
 
 TEST(GenerateE2E, StoreShapesAndRankCountIndependence) {
   test_support::TempDir dir("gen");
-  write_world(dir.path());
+  test_support::write_world(dir.path());
   test_support::write_text_file(dir.path() / "job.ini", job(dir.path(), (dir.path() / "np1").string(), "64, 96"));
   auto one = run_command("cd " + dir.path().string() + " && " + rhead() + " run job.ini", 240);
   ASSERT_EQ(one.exit_code, 0) << one.output;
@@ -157,7 +98,7 @@ TEST(GenerateE2E, StoreShapesAndRankCountIndependence) {
 TEST(GenerateE2E, KillAndResumeRecomputesNothingFinished) {
   test_support::TempDir dir("gen-kill");
   // A larger model and 40 decode steps per cell, so that a rank is still busy when it is killed.
-  write_world(dir.path(), /*hidden=*/128, /*layers=*/4, /*heads=*/8);
+  test_support::write_world(dir.path(), /*hidden=*/128, /*layers=*/4, /*heads=*/8);
   const fs::path run = dir.path() / "killed";
   test_support::write_text_file(dir.path() / "genkill.ini",
                                 job(dir.path(), run.string(), "linspace(400, 1000, 6)", 40));  // 60 cells
