@@ -15,29 +15,8 @@ std::string shape_str(torch::IntArrayRef shape) {
   return out.str();
 }
 
-void validate_spec(const ModelSpec& s) {
-  auto positive = [](int64_t value, const char* key) {
-    RHEAD_CHECK(value > 0, pipeline::ConfigError, "[model] ", key, ": got ", value,
-                ", expected > 0");
-  };
-  positive(s.vocab_size, "vocab_size");
-  positive(s.hidden_size, "hidden_size");
-  positive(s.intermediate_size, "intermediate_size");
-  positive(s.n_layer, "num_hidden_layers");
-  positive(s.n_head, "num_attention_heads");
-  positive(s.n_kv_head, "num_key_value_heads");
-  positive(s.head_dim, "head_dim");
-  RHEAD_CHECK(s.n_head % s.n_kv_head == 0, pipeline::ConfigError,
-              "[model] num_attention_heads ", s.n_head, " is not a multiple of num_key_value_heads ",
-              s.n_kv_head);
-  if (s.sliding_window) positive(*s.sliding_window, "sliding_window");
-  if (s.mlp == MlpKind::SparseMoe) {
-    positive(s.n_expert, "num_local_experts");
-    RHEAD_CHECK(s.n_expert_used > 0 && s.n_expert_used <= s.n_expert, pipeline::ConfigError,
-                "[model] num_experts_per_tok: got ", s.n_expert_used, ", expected in [1, ",
-                s.n_expert, "]");
-  }
-}
+// The decoder accepts exactly the specs the loader accepts (models/model_config.cpp).
+void validate_spec(const ModelSpec& s) { validate_model_spec(s, "decoder"); }
 
 }  // namespace
 
