@@ -86,6 +86,17 @@ std::string mpiexec_prefix(int n_procs) {
   return prefix;
 }
 
+CommandResult run_rhead(const fs::path& dir, int n_procs, const std::string& args, double timeout_s) {
+  std::string launcher = n_procs == 0 ? "" : mpiexec_prefix(n_procs) + " ";
+  return run_command("cd " + dir.string() + " && " + launcher + rhead_exe().string() + " run " + args, timeout_s);
+}
+
+std::string store_digest(const fs::path& store) {
+  CommandResult r = run_command(rhead_exe().string() + " inspect --digest " + store.string());
+  if (r.exit_code != 0) throw std::runtime_error("rhead inspect --digest " + store.string() + " failed:\n" + r.output);
+  return r.output;
+}
+
 std::string read_text_file(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error("cannot read " + path.string());

@@ -42,6 +42,13 @@ CommandResult run_command(const std::string& command_line, double timeout_s = 30
 // "mpiexec -n N <preflags>" prefix for command lines that launch rhead under MPI.
 std::string mpiexec_prefix(int n_procs);
 
+// `rhead run ARGS` from `dir` with n_procs ranks under mpiexec (0: a plain process, no mpiexec).
+CommandResult run_rhead(const std::filesystem::path& dir, int n_procs, const std::string& args,
+                        double timeout_s = 180.0);
+// `rhead inspect --digest STORE` (content hash, attributes ignored); throws std::runtime_error with
+// rhead's output when it fails.
+std::string store_digest(const std::filesystem::path& store);
+
 // Whole file as a string; throws std::runtime_error naming the file when unreadable.
 std::string read_text_file(const std::filesystem::path& path);
 void write_text_file(const std::filesystem::path& path, const std::string& text);

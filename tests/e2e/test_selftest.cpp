@@ -24,18 +24,6 @@ constexpr int64_t kCells = 2 * 2 * 4 * 10;
 
 std::string rhead() { return test_support::rhead_exe().string(); }
 
-// Runs `rhead run` in `dir` with n ranks (n == 0: no mpiexec at all).
-test_support::CommandResult run_rhead(const fs::path& dir, int n, const std::string& args, double timeout = 120) {
-  std::string launcher = n == 0 ? "" : test_support::mpiexec_prefix(n) + " ";
-  return run_command("cd " + dir.string() + " && " + launcher + rhead() + " run " + args, timeout);
-}
-
-std::string digest(const fs::path& store) {
-  auto r = run_command(rhead() + " inspect --digest " + store.string());
-  EXPECT_EQ(r.exit_code, 0) << r.output;
-  return r.output;
-}
-
 int64_t count_finished_cells_in_shards(const fs::path& shard_dir) {
   int64_t n = 0;
   for (const auto& e : fs::directory_iterator(shard_dir)) {
@@ -58,24 +46,24 @@ TEST(E2ESelftest, IdenticalResultsAtOneTwoThreeRanks) {
   std::string reference;
   for (int np : {0, 1, 2, 3}) {
     std::string run_dir = "runs/np" + std::to_string(np);
-    auto r = run_rhead(dir.path(), np, "job.ini --set job.run_dir=" + run_dir);
+    auto r = test_support::run_rhead(dir.path(), np, "job.ini --set job.run_dir=" + run_dir);
     ASSERT_EQ(r.exit_code, 0) << r.output;
     fs::path store = dir.path() / run_dir / "selftest.h5";
     ASSERT_TRUE(pipeline::store::is_complete(store));
     EXPECT_FALSE(fs::exists(dir.path() / run_dir / "selftest.h5.partial"));
-    std::string d = digest(store);
+    std::string d = test_support::store_digest(store);
     if (reference.empty()) reference = d;
     EXPECT_EQ(d, reference) << "np=" << np << " differs from the single-process run";
     auto dump = run_command("h5dump -H " + store.string() + " > /dev/null");
     EXPECT_EQ(dump.exit_code, 0) << dump.output;
   }
   // A rerun finds the complete store and skips the stage; --force recomputes it identically.
-  auto again = run_rhead(dir.path(), 2, "job.ini --set job.run_dir=runs/np2");
+  auto again = test_support::run_rhead(dir.path(), 2, "job.ini --set job.run_dir=runs/np2");
   EXPECT_EQ(again.exit_code, 0);
   EXPECT_NE(again.output.find("is complete, skipping"), std::string::npos) << again.output;
-  auto forced = run_rhead(dir.path(), 0, "job.ini --force --set job.run_dir=runs/np2");
+  auto forced = test_support::run_rhead(dir.path(), 0, "job.ini --force --set job.run_dir=runs/np2");
   EXPECT_EQ(forced.exit_code, 0) << forced.output;
-  EXPECT_EQ(digest(dir.path() / "runs/np2/selftest.h5"), reference);
+  EXPECT_EQ(test_support::store_digest(dir.path() / "runs/np2/selftest.h5"), reference);
 }
 
 TEST(E2ESelftest, KillOneRankThenResumeRecomputesNothingFinished) {
@@ -114,7 +102,7 @@ TEST(E2ESelftest, KillOneRankThenResumeRecomputesNothingFinished) {
   ASSERT_GT(finished, 0);
   ASSERT_LT(finished, kCells);
 
-  auto resumed = run_rhead(dir.path(), 2, "job.ini --set job.run_dir=runs/killed");
+  auto resumed = test_support::run_rhead(dir.path(), 2, "job.ini --set job.run_dir=runs/killed");
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
   EXPECT_NE(resumed.output.find("resume: " + std::to_string(finished) + " of " + std::to_string(kCells)),
             std::string::npos)
@@ -133,16 +121,16 @@ TEST(E2ESelftest, KillOneRankThenResumeRecomputesNothingFinished) {
   EXPECT_EQ(first_attempt, finished) << "each finished cell must come from the first attempt";
 
   // Final results equal an uninterrupted run.
-  auto clean = run_rhead(dir.path(), 1, "job.ini --set job.run_dir=runs/clean --set selftest.work_ms=0");
+  auto clean = test_support::run_rhead(dir.path(), 1, "job.ini --set job.run_dir=runs/clean --set selftest.work_ms=0");
   ASSERT_EQ(clean.exit_code, 0) << clean.output;
-  EXPECT_EQ(digest(run_dir / "selftest.h5"), digest(dir.path() / "runs/clean/selftest.h5"));
+  EXPECT_EQ(test_support::store_digest(run_dir / "selftest.h5"), test_support::store_digest(dir.path() / "runs/clean/selftest.h5"));
 }
 
 TEST(E2ESelftest, OneFailingRankEndsEveryRankWithItsMessage) {
   test_support::TempDir dir("e2e-fail");
   // The failing cell is the cheapest one, dealt last, so the other ranks are already waiting.
   test_support::write_text_file(dir.path() / "job.ini", job_text(5, "fail_on_cell = m1.n0.L1000.D0\n"));
-  auto r = run_rhead(dir.path(), 3, "job.ini", 90);
+  auto r = test_support::run_rhead(dir.path(), 3, "job.ini", 90);
   EXPECT_NE(r.exit_code, 0) << r.output;
   EXPECT_NE(r.exit_code, 124) << "the job hung until the timeout:\n" << r.output;
   EXPECT_LT(r.seconds, 60);
@@ -153,7 +141,7 @@ TEST(E2ESelftest, OneFailingRankEndsEveryRankWithItsMessage) {
 TEST(E2ESelftest, BadJobFilesGiveOneClearError) {
   test_support::TempDir dir("e2e-bad");
   test_support::write_text_file(dir.path() / "typo.ini", job_text(0, "lenghts = 5\n"));
-  auto r = run_rhead(dir.path(), 2, "typo.ini");
+  auto r = test_support::run_rhead(dir.path(), 2, "typo.ini");
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("unknown key 'lenghts' in section [selftest]"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("did you mean 'selftest.lengths'"), std::string::npos) << r.output;
@@ -162,17 +150,17 @@ TEST(E2ESelftest, BadJobFilesGiveOneClearError) {
   EXPECT_EQ(r.output.find("unknown key", first + 1), std::string::npos) << r.output;
 
   test_support::write_text_file(dir.path() / "stage.ini", "[job]\nname = x\nstages = selftset\n");
-  auto s = run_rhead(dir.path(), 0, "stage.ini");
+  auto s = test_support::run_rhead(dir.path(), 0, "stage.ini");
   EXPECT_EQ(s.exit_code, 1);
   EXPECT_NE(s.output.find("unknown stage 'selftset'"), std::string::npos) << s.output;
   EXPECT_NE(s.output.find("did you mean 'selftest'"), std::string::npos) << s.output;
 
   test_support::write_text_file(dir.path() / "value.ini", job_text(0));
-  auto v = run_rhead(dir.path(), 2, "value.ini --set selftest.steps=0");
+  auto v = test_support::run_rhead(dir.path(), 2, "value.ini --set selftest.steps=0");
   EXPECT_EQ(v.exit_code, 1);
   EXPECT_NE(v.output.find("selftest.steps: got 0, expected >= 1"), std::string::npos) << v.output;
 
-  auto missing = run_rhead(dir.path(), 0, "nope.ini");
+  auto missing = test_support::run_rhead(dir.path(), 0, "nope.ini");
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_NE(missing.output.find("nope.ini: cannot open the job file"), std::string::npos) << missing.output;
 }

@@ -33,12 +33,6 @@ std::string job(const fs::path& dir, const std::string& run_dir, const std::stri
 
 std::string rhead() { return test_support::rhead_exe().string(); }
 
-std::string digest(const fs::path& store) {
-  auto r = run_command(rhead() + " inspect --digest " + store.string());
-  EXPECT_EQ(r.exit_code, 0) << r.output;
-  return r.output;
-}
-
 }  // namespace
 
 TEST(GenerateE2E, StoreShapesAndRankCountIndependence) {
@@ -51,7 +45,7 @@ TEST(GenerateE2E, StoreShapesAndRankCountIndependence) {
                              " run job.ini --set job.run_dir=" + (dir.path() / "np2").string(),
                          240);
   ASSERT_EQ(two.exit_code, 0) << two.output;
-  EXPECT_EQ(digest(dir.path() / "np1" / "generate.h5"), digest(dir.path() / "np2" / "generate.h5"));
+  EXPECT_EQ(test_support::store_digest(dir.path() / "np1" / "generate.h5"), test_support::store_digest(dir.path() / "np2" / "generate.h5"));
   EXPECT_FALSE(fs::exists(dir.path() / "np1" / "generate.shards")) << "shards are removed once merged";
 
   pipeline::store::File f = pipeline::store::File::open(dir.path() / "np1" / "generate.h5");
@@ -139,5 +133,5 @@ TEST(GenerateE2E, KillAndResumeRecomputesNothingFinished) {
                                (dir.path() / "clean").string(),
                            240);
   ASSERT_EQ(clean.exit_code, 0) << clean.output;
-  EXPECT_EQ(digest(run / "generate.h5"), digest(dir.path() / "clean" / "generate.h5"));
+  EXPECT_EQ(test_support::store_digest(run / "generate.h5"), test_support::store_digest(dir.path() / "clean" / "generate.h5"));
 }

@@ -24,18 +24,6 @@ namespace {
 
 std::string rhead() { return test_support::rhead_exe().string(); }
 
-// Runs `rhead run` in `dir` with n ranks (n == 0: no mpiexec at all).
-test_support::CommandResult run_rhead(const fs::path& dir, int n, const std::string& args, double timeout = 180) {
-  std::string launcher = n == 0 ? "" : test_support::mpiexec_prefix(n) + " ";
-  return run_command("cd " + dir.string() + " && " + launcher + rhead() + " run " + args, timeout);
-}
-
-std::string digest(const fs::path& store) {
-  auto r = run_command(rhead() + " inspect --digest " + store.string());
-  EXPECT_EQ(r.exit_code, 0) << r.output;
-  return r.output;
-}
-
 std::string replace_all(std::string s, const std::string& from, const std::string& to) {
   for (size_t p = s.find(from); p != std::string::npos; p = s.find(from, p + to.size())) s.replace(p, from.size(), to);
   return s;
@@ -77,7 +65,7 @@ TEST(E2EScoreStages, PublishedFilesReproduceThePapersNumbers) {
   job = replace_all(job, "../shared/reference/retrieval_head/", shared->string() + "/");
   test_support::write_text_file(dir.path() / "published.ini", job);
 
-  auto r = run_rhead(dir.path(), 0, "published.ini --set score.export_dir=exported");
+  auto r = test_support::run_rhead(dir.path(), 0, "published.ini --set score.export_dir=exported");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   std::cout << "[ timing   ] rhead run published.ini (score 7 files + correlate): " << r.seconds << " s\n";
   const fs::path run_dir = dir.path() / "runs" / "published";
@@ -301,10 +289,10 @@ TEST(E2EScoreStages, SyntheticGenerateStoreIdenticalAtOneTwoThreeRanks) {
     fs::create_directories(dir.path() / run);
     write_generate_store(dir.path() / run / "generate.h5");
     // generate is not run (its store is there); score reads it because [job] stages lists it first.
-    auto r = run_rhead(dir.path(), np, "job.ini --stages score,correlate --set job.run_dir=" + run);
+    auto r = test_support::run_rhead(dir.path(), np, "job.ini --stages score,correlate --set job.run_dir=" + run);
     ASSERT_EQ(r.exit_code, 0) << r.output;
-    const std::string ds = digest(dir.path() / run / "score.h5");
-    const std::string dc = digest(dir.path() / run / "correlate.h5");
+    const std::string ds = test_support::store_digest(dir.path() / run / "score.h5");
+    const std::string dc = test_support::store_digest(dir.path() / run / "correlate.h5");
     if (score_ref.empty()) {
       score_ref = ds;
       corr_ref = dc;
@@ -383,7 +371,7 @@ TEST(E2EScoreStages, BadInputsGiveOneClearError) {
   test_support::TempDir dir("e2e-score-bad");
   // generate listed before score, but no generate store.
   test_support::write_text_file(dir.path() / "nogen.ini", "[job]\nname = nogen\nstages = generate, score\n");
-  auto a = run_rhead(dir.path(), 2, "nogen.ini --stages score");
+  auto a = test_support::run_rhead(dir.path(), 2, "nogen.ini --stages score");
   EXPECT_EQ(a.exit_code, 1) << a.output;
   EXPECT_NE(a.output.find("runs/nogen/generate.h5 is missing"), std::string::npos) << a.output;
   EXPECT_NE(a.output.find("Hint: run generate first"), std::string::npos) << a.output;
@@ -391,14 +379,14 @@ TEST(E2EScoreStages, BadInputsGiveOneClearError) {
   // An import file that does not exist is named.
   test_support::write_text_file(dir.path() / "noimport.ini",
                                 "[job]\nname = noimport\nstages = score\n[score]\nimport = x=missing/nope.json\n");
-  auto b = run_rhead(dir.path(), 0, "noimport.ini");
+  auto b = test_support::run_rhead(dir.path(), 0, "noimport.ini");
   EXPECT_EQ(b.exit_code, 1) << b.output;
   EXPECT_NE(b.output.find((dir.path() / "missing" / "nope.json").string() + ": no such file"), std::string::npos)
       << b.output;
 
   // Nothing to score.
   test_support::write_text_file(dir.path() / "empty.ini", "[job]\nname = empty\nstages = score\n");
-  auto c = run_rhead(dir.path(), 0, "empty.ini");
+  auto c = test_support::run_rhead(dir.path(), 0, "empty.ini");
   EXPECT_EQ(c.exit_code, 1) << c.output;
   EXPECT_NE(c.output.find("score has nothing to score"), std::string::npos) << c.output;
 
@@ -408,13 +396,13 @@ TEST(E2EScoreStages, BadInputsGiveOneClearError) {
   test_support::write_text_file(dir.path() / "pairs.ini",
                                 "[job]\nname = pairs\nstages = generate, score, correlate\n"
                                 "[correlate]\npairs = alpha:delta\n");
-  auto d = run_rhead(dir.path(), 0, "pairs.ini --stages score,correlate");
+  auto d = test_support::run_rhead(dir.path(), 0, "pairs.ini --stages score,correlate");
   EXPECT_EQ(d.exit_code, 1) << d.output;
   EXPECT_NE(d.output.find("unknown model 'delta' in 'alpha:delta'"), std::string::npos) << d.output;
   EXPECT_NE(d.output.find("alpha, beta, gamma"), std::string::npos) << d.output;
 
   // A malformed rule is a config error naming the key.
-  auto e = run_rhead(dir.path(), 0, "pairs.ini --stages score --force --set score.rule=paper");
+  auto e = test_support::run_rhead(dir.path(), 0, "pairs.ini --stages score --force --set score.rule=paper");
   EXPECT_EQ(e.exit_code, 1) << e.output;
   EXPECT_NE(e.output.find("[score] rule: got 'paper'"), std::string::npos) << e.output;
 }
