@@ -6,15 +6,14 @@
 #include <filesystem>
 #include <map>
 
-#include "models/generation.h"
 #include "pipeline/core/error.h"
 #include "pipeline/core/logging.h"
 #include "pipeline/core/sharding.h"
 #include "pipeline/runner/cell_driver.h"
 #include "stages/common/model_section.h"
+#include "stages/common/niah_cell.h"
 #include "stages/generate/needles.h"
 #include "stages/generate/prompt_builder.h"
-#include "stages/generate/rouge.h"
 
 namespace stages {
 
@@ -70,13 +69,6 @@ struct GenerateCell {
 
 std::string cell_id(const std::string& model, const GenerateCell& c) {
   return str_cat(model, ".n", c.needle, ".L", c.length, ".D", c.depth);
-}
-
-std::string strip(const std::string& s) {
-  size_t b = s.find_first_not_of(" \t\r\n");
-  if (b == std::string::npos) return "";
-  size_t e = s.find_last_not_of(" \t\r\n");
-  return s.substr(b, e - b + 1);
 }
 
 // The per-rank state of one loaded model: decoder, tokenizer, and one prompt builder per needle
@@ -186,66 +178,36 @@ void GenerateStage::run(pipeline::StageContext& ctx) {
     current = &state;
     pipeline::log::debug("generate: model ", group, " ready on rank ", ctx.comm.rank());
   };
+  NiahDecodeOptions decode;
+  decode.max_new_tokens = s.max_new_tokens;
+  decode.stop_strings = s.stop_strings;
+  decode.argmax_on_bf16_row = s.argmax_on_bf16_row;
+  decode.span_mass = s.span_mass;
   hooks.compute = [&](size_t index, pipeline::store::Group& out) {
     const GenerateCell& cell = grid[index];
-    const ModelEntry& entry = entries[cell.model];
-    const Needle& needle = needles[cell.needle];
-    const models::Tokenizer& tok = *current->model->tokenizer;
     const models::ModelSpec& spec = current->model->folder.spec;
-
-    BuiltPrompt prompt = current->builders[cell.needle]->build(needle, cell.length, static_cast<double>(cell.depth));
-    const int64_t T = static_cast<int64_t>(prompt.ids.size());
-    RHEAD_CHECK(T >= 2, pipeline::InputError, "[generate] cell ", cell_id(entry.name, cell), ": prompt has ", T,
-                " tokens; expected at least 2");
-
-    models::GenerationOptions gen;
-    gen.max_new_tokens = s.max_new_tokens;
-    gen.stop = [&](int64_t, const std::vector<int64_t>& generated) {
-      std::string piece = tok.decode({generated.back()}, /*skip_special_tokens=*/false);
-      for (const auto& stop : s.stop_strings) {
-        if (!stop.empty() && piece.find(stop) != std::string::npos) return true;
-      }
-      return false;
-    };
-    models::CaptureOptions cap;
-    cap.argmax_on_bf16_row = s.argmax_on_bf16_row;
-    const int64_t span_begin = std::max<int64_t>(prompt.answer_begin, 0);
-    const int64_t span_end = std::min<int64_t>(std::max<int64_t>(prompt.answer_end, 0), T);
-    if (s.span_mass) cap.spans = {{span_begin, span_end}};
-    gen.capture = cap;
-    models::GenerationResult result = models::generate_greedy(*current->model->decoder, {prompt.ids}, gen);
-
-    const std::vector<int64_t>& generated = result.tokens.front();
-    const int64_t steps = static_cast<int64_t>(generated.size());
-    std::string response = strip(tok.decode(generated, /*skip_special_tokens=*/true));
-    double recall = niah_rouge1_recall(needle.real_needle, response);
-
-    // capture argmax: [B=1, max_steps, L, H] -> this cell's [steps, L, H]
-    torch::Tensor argmax = result.capture->argmax().select(0, 0).slice(0, 0, steps).contiguous().to(torch::kInt32);
-    std::vector<int32_t> argmax_v(argmax.data_ptr<int32_t>(), argmax.data_ptr<int32_t>() + argmax.numel());
-    std::vector<int32_t> gen_v(generated.begin(), generated.end());
-    std::vector<int32_t> needle_v;
-    for (int64_t j = span_begin; j < span_end; ++j) needle_v.push_back(static_cast<int32_t>(prompt.ids[j]));
-
+    NiahCellResult r = run_niah_cell(*current->model, *current->builders[cell.needle], needles[cell.needle],
+                                     cell.length, cell.depth, decode);
+    const uint64_t steps = r.generated.size();
     const uint64_t L = static_cast<uint64_t>(spec.n_layer), H = static_cast<uint64_t>(spec.n_head);
-    out.set_attr("model", entry.name);
+    std::vector<int32_t> needle_v;
+    for (int64_t j = r.span_begin; j < r.span_end; ++j) needle_v.push_back(static_cast<int32_t>(r.prompt.ids[j]));
+    std::vector<int32_t> gen_v(r.generated.begin(), r.generated.end());
+
+    out.set_attr("model", entries[cell.model].name);
     out.set_attr("needle_index", static_cast<int64_t>(cell.needle));
     out.set_attr("context_length", cell.length);
     out.set_attr("depth_percent", cell.depth);
-    out.set_attr("prompt_tokens", T);
-    out.set_attr("needle_begin", prompt.answer_found() ? prompt.answer_begin : int64_t{-1});
-    out.set_attr("needle_end", prompt.answer_found() ? span_end : int64_t{-1});
-    out.set_attr("rouge1_recall", recall);
+    out.set_attr("prompt_tokens", static_cast<int64_t>(r.prompt.ids.size()));
+    out.set_attr("needle_begin", r.prompt.answer_found() ? r.span_begin : int64_t{-1});
+    out.set_attr("needle_end", r.prompt.answer_found() ? r.span_end : int64_t{-1});
+    out.set_attr("rouge1_recall", r.rouge1_recall);
     out.set_attr("prompt_mode", std::string(prompt_mode_name(s.mode)));
     out.write("needle_ids", needle_v, {needle_v.size()}, "span");
-    out.write("generated_ids", gen_v, {gen_v.size()}, "step");
-    out.write_text("response", response);
-    out.write("capture_argmax", argmax_v, {uint64_t(steps), L, H}, "step,layer,head");
-    if (s.span_mass) {
-      torch::Tensor mass = result.capture->span_mass().select(0, 0).slice(0, 0, steps).contiguous().to(torch::kFloat32);
-      std::vector<float> mass_v(mass.data_ptr<float>(), mass.data_ptr<float>() + mass.numel());
-      out.write("capture_span_mass", mass_v, {uint64_t(steps), L, H}, "step,layer,head");
-    }
+    out.write("generated_ids", gen_v, {steps}, "step");
+    out.write_text("response", r.response);
+    out.write("capture_argmax", r.argmax, {steps, L, H}, "step,layer,head");
+    if (s.span_mass) out.write("capture_span_mass", r.span_mass, {steps, L, H}, "step,layer,head");
   };
   pipeline::CellRunStats stats = pipeline::run_cells(ctx, items, hooks);
 

@@ -1,0 +1,67 @@
+#include "stages/common/niah_cell.h"
+
+#include <algorithm>
+
+#include "models/generation.h"
+#include "pipeline/core/error.h"
+#include "stages/generate/rouge.h"
+
+namespace stages {
+
+namespace {
+
+std::string strip(const std::string& s) {
+  size_t b = s.find_first_not_of(" \t\r\n");
+  if (b == std::string::npos) return "";
+  size_t e = s.find_last_not_of(" \t\r\n");
+  return s.substr(b, e - b + 1);
+}
+
+// A [B=1, max_steps, L, H] capture tensor -> this sequence's first `steps` rows, flattened.
+template <class T>
+std::vector<T> first_steps(const torch::Tensor& t, int64_t steps, torch::ScalarType type) {
+  torch::Tensor rows = t.select(0, 0).slice(0, 0, steps).contiguous().to(type);
+  return std::vector<T>(rows.data_ptr<T>(), rows.data_ptr<T>() + rows.numel());
+}
+
+}  // namespace
+
+NiahCellResult run_niah_cell(const LoadedModel& model, const PromptBuilder& builder, const Needle& needle,
+                             int64_t context_length, int64_t depth_percent, const NiahDecodeOptions& options) {
+  const models::Tokenizer& tok = *model.tokenizer;
+  NiahCellResult r;
+  r.prompt = builder.build(needle, context_length, static_cast<double>(depth_percent));
+  const int64_t T = static_cast<int64_t>(r.prompt.ids.size());
+  RHEAD_CHECK(T >= 2, pipeline::InputError, "[niah] ", model.entry.name, " L=", context_length, " depth=",
+              depth_percent, ": prompt has ", T, " tokens; expected at least 2");
+  if (r.prompt.answer_found()) {
+    r.span_begin = std::max<int64_t>(r.prompt.answer_begin, 0);
+    r.span_end = std::min<int64_t>(r.prompt.answer_end, T);
+  }
+
+  models::GenerationOptions gen;
+  gen.max_new_tokens = options.max_new_tokens;
+  gen.mask = options.mask;
+  gen.stop = [&](int64_t, const std::vector<int64_t>& generated) {
+    std::string piece = tok.decode({generated.back()}, /*skip_special_tokens=*/false);
+    for (const auto& stop : options.stop_strings) {
+      if (!stop.empty() && piece.find(stop) != std::string::npos) return true;
+    }
+    return false;
+  };
+  models::CaptureOptions cap;
+  cap.argmax_on_bf16_row = options.argmax_on_bf16_row;
+  if (options.span_mass) cap.spans = {{r.span_begin, r.span_end}};
+  gen.capture = cap;
+  models::GenerationResult out = models::generate_greedy(*model.decoder, {r.prompt.ids}, gen);
+
+  r.generated = out.tokens.front();
+  const int64_t steps = static_cast<int64_t>(r.generated.size());
+  r.response = strip(tok.decode(r.generated, /*skip_special_tokens=*/true));
+  r.rouge1_recall = niah_rouge1_recall(needle.real_needle, r.response);
+  r.argmax = first_steps<int32_t>(out.capture->argmax(), steps, torch::kInt32);
+  if (options.span_mass) r.span_mass = first_steps<float>(out.capture->span_mass(), steps, torch::kFloat32);
+  return r;
+}
+
+}  // namespace stages

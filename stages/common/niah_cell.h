@@ -1,0 +1,40 @@
+// One needle-in-a-haystack test on a loaded model, shared by generate (detection) and ablate
+// (masked NIAH): build the prompt, prefill prompt[0:T-1], greedy-decode from prompt[T-1] with the
+// attention capture fused into decoding (and an optional head mask), stop on the stop strings,
+// decode and score the response with ROUGE-1 recall.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "models/head_mask.h"
+#include "stages/common/model_section.h"
+#include "stages/generate/needles.h"
+#include "stages/generate/prompt_builder.h"
+
+namespace stages {
+
+struct NiahDecodeOptions {
+  int64_t max_new_tokens = 50;
+  std::vector<std::string> stop_strings;  // stop after a token whose text contains one of these
+  bool argmax_on_bf16_row = false;
+  bool span_mass = false;                 // also capture the attention mass inside the answer span
+  const models::HeadMask* mask = nullptr; // decode-step masking (ablation)
+};
+
+struct NiahCellResult {
+  BuiltPrompt prompt;
+  int64_t span_begin = 0, span_end = 0;  // answer span clamped to [0, T]; empty when not found
+  std::vector<int64_t> generated;        // greedy tokens
+  std::string response;                  // decoded (special tokens skipped), whitespace-stripped
+  double rouge1_recall = 0.0;            // x 100, against the needle's real_needle
+  std::vector<int32_t> argmax;           // [steps, n_layer, n_head] argmax key positions
+  std::vector<float> span_mass;          // [steps, n_layer, n_head] when requested
+};
+
+NiahCellResult run_niah_cell(const LoadedModel& model, const PromptBuilder& builder, const Needle& needle,
+                             int64_t context_length, int64_t depth_percent, const NiahDecodeOptions& options);
+
+}  // namespace stages
