@@ -1,0 +1,26 @@
+// ablate: the paper's causal test (PAPER.md section 5). For each model, mask mode and K: mask the top-K
+// retrieval heads (ranked by score.h5) or K seeded random NON-retrieval heads (one draw per seed), and
+// rerun the needle-in-a-haystack grid (Paul Graham essays + the San Francisco needle by default). Each
+// cell records ROUGE-1 recall, the response, its error type, and the argmax positions of the model's
+// top retrieval heads at every decode step (for the error analysis and the failure-case figure).
+// K = 0 (no mask) is run once per model as the baseline. Layout: docs/STORE.md, ablate.h5.
+#pragma once
+
+#include "pipeline/runner/stage.h"
+
+namespace stages {
+
+class AblateStage final : public pipeline::Stage {
+ public:
+  std::string name() const override { return "ablate"; }
+  std::string summary() const override {
+    return "mask top-K retrieval heads vs K random non-retrieval heads; masked NIAH, error types";
+  }
+  std::vector<std::string> inputs() const override { return {"score"}; }
+  void declare(pipeline::ConfigSchema& schema) const override;
+  void validate(const pipeline::StageContext& ctx) const override;
+  void run(pipeline::StageContext& ctx) override;
+  void inspect(const pipeline::store::Group& root, std::ostream& out) const override;
+};
+
+}  // namespace stages
