@@ -147,11 +147,33 @@ void run_job(const StageRegistry& registry, const RunOptions& options, const Con
     const fs::path out_path = run_dir / (name + ".h5");
     const fs::path partial = run_dir / (name + ".h5.partial");
 
-    int64_t complete = comm.rank() == 0 && store::is_complete(out_path) ? 1 : 0;
-    comm.broadcast(&complete, sizeof complete, 0);
-    if (complete && !options.force) {
+    // Complete and made from the current inputs: skip. Complete but an input was recomputed since
+    // (its store_id differs from the one recorded here): rerun from scratch.
+    const std::vector<std::string> inputs = stage.inputs(job);
+    int64_t state = 0;  // 0 missing/incomplete, 1 complete and current, 2 complete but stale
+    std::string stale_input;
+    if (comm.rank() == 0 && store::is_complete(out_path)) {
+      state = 1;
+      store::File f = store::File::open(out_path);
+      store::Group root = f.root();
+      for (const auto& input : inputs) {
+        const std::string key = "input_store_id." + input;
+        if (root.has_attr(key) && root.attr_string(key) != store::store_id(run_dir / (input + ".h5"))) {
+          state = 2;
+          stale_input = input;
+        }
+      }
+    }
+    comm.broadcast(&state, sizeof state, 0);
+    bool force = options.force;
+    if (state == 1 && !force) {
       log::info("stage ", name, ": store ", out_path.string(), " is complete, skipping (use --force to rerun)");
       continue;
+    }
+    if (state == 2 && !force) {
+      log::info("stage ", name, ": input '", stale_input, "' was recomputed after ", out_path.string(),
+                " was made; rerunning ", name);
+      force = true;
     }
 
     StageContext ctx{job, comm, name, run_dir, 0, 1, 10.0, {}, nullptr};
@@ -168,7 +190,7 @@ void run_job(const StageRegistry& registry, const RunOptions& options, const Con
     // Inputs must be complete stores, and the stage's own checks must pass, on every rank, before any
     // collective work starts.
     agree(comm, "stage " + name + ": validation", [&] {
-      for (const auto& input : stage.inputs()) {
+      for (const auto& input : inputs) {
         fs::path p = run_dir / (input + ".h5");
         RHEAD_CHECK(store::is_complete(p), ConfigError, "[runner] stage ", name, " reads ", p.string(),
                     ", which is missing or incomplete. Hint: add '", input, "' before '", name,
@@ -179,7 +201,7 @@ void run_job(const StageRegistry& registry, const RunOptions& options, const Con
 
     std::unique_ptr<store::File> output;
     if (comm.rank() == 0) {
-      if (options.force) {
+      if (force) {
         std::error_code ec;
         fs::remove(out_path, ec);
         fs::remove_all(run_dir / (name + ".shards"), ec);
@@ -197,6 +219,9 @@ void run_job(const StageRegistry& registry, const RunOptions& options, const Con
     if (comm.rank() == 0) {
       store::Group root = output->root();
       root.set_attr("seconds", log::seconds_since_start() - t0);
+      for (const auto& input : inputs) {
+        root.set_attr("input_store_id." + input, store::store_id(run_dir / (input + ".h5")));
+      }
       store::mark_complete(root);  // the last write
       output->flush();
       output->close();

@@ -39,7 +39,9 @@ class Stage {
   virtual std::string name() const = 0;
   virtual std::string summary() const = 0;               // one line for `rhead --help`
   virtual int64_t schema_version() const { return 1; }   // bump on any layout change (docs/STORE.md)
-  virtual std::vector<std::string> inputs() const { return {}; }  // stages whose stores it reads
+  // Stages whose stores this one reads (may depend on the job). The runner checks they are complete, and
+  // reruns this stage when one of them was recomputed after this stage's store was made.
+  virtual std::vector<std::string> inputs(const Config& /*job*/) const { return {}; }
   virtual void declare(ConfigSchema& /*schema*/) const {}         // its [<name>] keys
   virtual void validate(const StageContext& /*ctx*/) const {}     // throw ConfigError/InputError
   virtual void run(StageContext& ctx) = 0;

@@ -1,6 +1,9 @@
 #include "pipeline/store/store_header.h"
 
+#include <chrono>
+#include <cstdio>
 #include <ctime>
+#include <random>
 
 #include "pipeline/core/error.h"
 #include "pipeline/core/version.h"
@@ -16,7 +19,17 @@ std::string utc_now_iso8601() {
   return buf;
 }
 
+std::string new_store_id() {
+  std::random_device rd;
+  uint64_t t = static_cast<uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
+  uint64_t r = (static_cast<uint64_t>(rd()) << 32) ^ rd() ^ (t * 0x9e3779b97f4a7c15ull);
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(r));
+  return buf;
+}
+
 void write_header(Group& root, const StoreHeader& h) {
+  root.set_attr("store_id", new_store_id());
   root.set_attr("schema_version", h.schema_version);
   root.set_attr("stage", h.stage);
   root.set_attr("project", std::string("rhead"));
@@ -42,6 +55,13 @@ StoreHeader read_header(const Group& root) {
 }
 
 void mark_complete(Group& root) { root.set_attr("status", std::string("complete")); }
+
+std::string store_id(const std::filesystem::path& path) {
+  if (!is_readable_hdf5(path)) return "";
+  File f = File::open(path);
+  Group root = f.root();
+  return root.has_attr("store_id") ? root.attr_string("store_id") : "";
+}
 
 bool is_complete(const std::filesystem::path& path) {
   if (!is_readable_hdf5(path)) return false;

@@ -20,12 +20,15 @@ struct StoreHeader {
   std::string comm_backend;
 };
 
-// Writes every header attribute and status = "running".
+// Writes every header attribute (including a fresh random store_id) and status = "running".
 void write_header(Group& root, const StoreHeader& header);
 // Reads the header back (status not included).
 StoreHeader read_header(const Group& root);
 // status = "complete": the last write of a finished store.
 void mark_complete(Group& root);
+// The store's store_id attribute ("" when absent or unreadable): identifies one computation of a store,
+// so a later stage can tell that an input was recomputed after it read it.
+std::string store_id(const std::filesystem::path& path);
 // True when `path` exists, opens, and has status == "complete".
 bool is_complete(const std::filesystem::path& path);
 // Throws StoreError when the store's schema_version is newer than this build understands, or when the

@@ -16,7 +16,7 @@ class AblateStage final : public pipeline::Stage {
   std::string summary() const override {
     return "mask top-K retrieval heads vs K random non-retrieval heads; masked NIAH, error types";
   }
-  std::vector<std::string> inputs() const override { return {"score"}; }
+  std::vector<std::string> inputs(const pipeline::Config&) const override { return {"score"}; }
   void declare(pipeline::ConfigSchema& schema) const override;
   void validate(const pipeline::StageContext& ctx) const override;
   void run(pipeline::StageContext& ctx) override;

@@ -15,7 +15,7 @@ class CorrelateStage final : public pipeline::Stage {
   std::string summary() const override {
     return "Pearson / Spearman / top-K overlap of retrieval-score maps across models (Figure 6)";
   }
-  std::vector<std::string> inputs() const override { return {"score"}; }
+  std::vector<std::string> inputs(const pipeline::Config&) const override { return {"score"}; }
   void declare(pipeline::ConfigSchema& schema) const override;
   void validate(const pipeline::StageContext& ctx) const override;
   void run(pipeline::StageContext& ctx) override;

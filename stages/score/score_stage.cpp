@@ -373,6 +373,11 @@ std::map<std::string, ModelResult> score_generate(pipeline::StageContext& ctx, c
 
 }  // namespace
 
+std::vector<std::string> ScoreStage::inputs(const pipeline::Config& job) const {
+  if (uses_generate(job)) return {"generate"};
+  return {};
+}
+
 void ScoreStage::declare(pipeline::ConfigSchema& schema) const {
   schema
       .optional("score.rule", KeyType::String, "official_steps",

@@ -25,9 +25,8 @@ class ScoreStage final : public pipeline::Stage {
   std::string summary() const override {
     return "retrieval scores per head from the generate store and/or official head_score JSON imports";
   }
-  // Empty: whether score reads generate.h5 depends on the job ([job] stages), which inputs() cannot see;
-  // validate() checks that store itself (missing/incomplete -> ConfigError naming the file).
-  std::vector<std::string> inputs() const override { return {}; }
+  // {"generate"} when [job] stages lists generate before score (else only imports are scored).
+  std::vector<std::string> inputs(const pipeline::Config& job) const override;
   void declare(pipeline::ConfigSchema& schema) const override;
   void validate(const pipeline::StageContext& ctx) const override;
   void run(pipeline::StageContext& ctx) override;

@@ -87,3 +87,30 @@ TEST(AblateE2E, TopAndRandomHeadSetsMaskingAndRankCountIndependence) {
   EXPECT_NE(info.output.find("model tiny: NIAH ROUGE-1 recall, unmasked"), std::string::npos) << info.output;
   EXPECT_NE(info.output.find("mode uniform"), std::string::npos) << info.output;
 }
+
+TEST(AblateE2E, RerunsWhenItsInputWasRecomputed) {
+  test_support::TempDir dir("ablate-stale");
+  test_support::write_world(dir.path());
+  write_scores(dir.path() / "tiny.json");
+  test_support::write_text_file(
+      dir.path() / "job.ini",
+      "[job]\nname = stale\nstages = score, ablate\nthreads = 1\nrun_dir = " + (dir.path() / "run").string() +
+          "\n[model.tiny]\npath = " + (dir.path() / "model").string() + "\n[score]\nimport = tiny=" +
+          (dir.path() / "tiny.json").string() + "\n[ablate]\nhaystack = " + (dir.path() / "haystack").string() +
+          "\nneedles = " + (dir.path() / "needles.jsonl").string() +
+          "\nlengths = 64\ndepths = 50\nks = 0, 1\nrandom_seeds = 1\nprompt_mode = fixed\nbuffer_tokens = 16\n"
+          "max_new_tokens = 2\n");
+  ASSERT_EQ(test_support::run_rhead(dir.path(), 0, "job.ini").exit_code, 0);
+  auto again = test_support::run_rhead(dir.path(), 0, "job.ini");
+  EXPECT_NE(again.output.find("stage ablate: store"), std::string::npos) << again.output;
+  EXPECT_NE(again.output.find("is complete, skipping"), std::string::npos) << again.output;
+
+  // Recompute score alone: its store_id changes, so the next run must redo ablate (and only ablate).
+  ASSERT_EQ(test_support::run_rhead(dir.path(), 0, "job.ini --stages score --force").exit_code, 0);
+  auto stale = test_support::run_rhead(dir.path(), 0, "job.ini");
+  ASSERT_EQ(stale.exit_code, 0) << stale.output;
+  EXPECT_NE(stale.output.find("input 'score' was recomputed"), std::string::npos) << stale.output;
+  EXPECT_NE(stale.output.find("stage score: store"), std::string::npos) << "score itself is current:\n" << stale.output;
+  auto settled = test_support::run_rhead(dir.path(), 0, "job.ini");
+  EXPECT_EQ(settled.output.find("was recomputed"), std::string::npos) << settled.output;
+}
