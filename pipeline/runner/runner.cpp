@@ -29,6 +29,8 @@ std::vector<std::string> StageRegistry::names() const {
   return out;
 }
 
+ConfigSchema job_schema(const StageRegistry& registry) { return job_schema(registry, registry.names()); }
+
 ConfigSchema job_schema(const StageRegistry& registry, const std::vector<std::string>& active) {
   ConfigSchema schema("job file");
   schema.required("job.name", KeyType::String, "name of the job (default run directory: runs/<name>)")
@@ -40,7 +42,7 @@ ConfigSchema job_schema(const StageRegistry& registry, const std::vector<std::st
       .optional("job.progress_interval_s", KeyType::Float, "10", "seconds between progress reports")
       .optional("job.log_level", KeyType::String, "info", "debug, info, warn or error");
   auto is_active = [&](const std::string& name) {
-    return active.empty() || std::find(active.begin(), active.end(), name) != active.end();
+    return std::find(active.begin(), active.end(), name) != active.end();
   };
   // Active stages first, so a key shared by several stages (e.g. [model.*]) is required when any
   // stage that runs requires it.
@@ -63,15 +65,13 @@ ConfigSchema job_schema(const StageRegistry& registry, const std::vector<std::st
 
 Config load_job(const StageRegistry& registry, const RunOptions& options) {
   // First pass: which stages run (every stage's keys known, none required); second pass: the real schema.
-  ConfigSchema lenient = job_schema(registry, {"\x01none"});
-  Config first = Config::parse_file(lenient, options.job_file, options.overrides);
+  Config first = Config::parse_file(job_schema(registry, {}), options.job_file, options.overrides);
   std::vector<std::string> stages = options.stages.empty() ? first.get_strings("job.stages") : options.stages;
   std::vector<std::string> known;
   for (const auto& s : stages) {
     if (registry.find(s)) known.push_back(s);
   }
-  Config job = Config::parse_file(job_schema(registry, known.empty() ? std::vector<std::string>{"\x01none"} : known),
-                                  options.job_file, options.overrides);
+  Config job = Config::parse_file(job_schema(registry, known), options.job_file, options.overrides);
   RHEAD_CHECK(!stages.empty(), ConfigError, "[config] ", job.source(), ": [job] stages is empty; expected at "
               "least one of: ", str_cat([&] {
                 std::string s;

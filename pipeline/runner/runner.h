@@ -26,10 +26,11 @@ struct RunOptions {
   bool force = false;                  // rerun stages whose stores are complete
 };
 
-// [job] keys plus every registered stage's keys. Keys of stages the job runs keep their required
-// status; keys of the other stages are still known (a typo is still an error) but optional.
-// An empty `active` list means every stage (used for --help-keys).
-ConfigSchema job_schema(const StageRegistry& registry, const std::vector<std::string>& active = {});
+// [job] keys plus every registered stage's keys, each as declared (for --help-keys).
+ConfigSchema job_schema(const StageRegistry& registry);
+// The same, but only the stages in `active` keep their required keys; the other stages' keys are still
+// known (a typo is still an error) and optional.
+ConfigSchema job_schema(const StageRegistry& registry, const std::vector<std::string>& active);
 
 // Parses the job (throws ConfigError naming file/section/key) on every rank.
 Config load_job(const StageRegistry& registry, const RunOptions& options);

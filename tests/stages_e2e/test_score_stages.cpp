@@ -373,8 +373,11 @@ TEST(E2EScoreStages, BadInputsGiveOneClearError) {
   test_support::write_text_file(dir.path() / "nogen.ini", "[job]\nname = nogen\nstages = generate, score\n");
   auto a = test_support::run_rhead(dir.path(), 2, "nogen.ini --stages score");
   EXPECT_EQ(a.exit_code, 1) << a.output;
-  EXPECT_NE(a.output.find("runs/nogen/generate.h5 is missing"), std::string::npos) << a.output;
-  EXPECT_NE(a.output.find("Hint: run generate first"), std::string::npos) << a.output;
+  // The runner checks every input of a stage before it runs (Stage::inputs sees [job] stages).
+  EXPECT_NE(a.output.find("stage score reads runs/nogen/generate.h5, which is missing or incomplete"),
+            std::string::npos)
+      << a.output;
+  EXPECT_NE(a.output.find("Hint: add 'generate' before 'score'"), std::string::npos) << a.output;
 
   // An import file that does not exist is named.
   test_support::write_text_file(dir.path() / "noimport.ini",
