@@ -224,13 +224,7 @@ void AblateStage::run(pipeline::StageContext& ctx) {
     at::set_num_threads(ctx.threads);
     auto it = std::find_if(entries.begin(), entries.end(), [&](const ModelEntry& e) { return e.name == group; });
     model = load_model(*it, s.prefill_chunk);
-    const models::ModelSpec& spec = model->folder.spec;
-    PromptOptions po;
-    po.mode = s.prompt_mode;
-    po.buffer_tokens = s.buffer_tokens;
-    if (it->chat) po.prompt_template = PromptTemplate::chat(spec.chat_template);
-    po.period_ids = it->period_provider == "own" ? period_ids_from_pieces(*model->tokenizer, spec.sentence_end_tokens)
-                                                 : official_period_ids(it->period_provider, *model->tokenizer);
+    const PromptOptions po = prompt_options_for(*model, s.prompt_mode, s.buffer_tokens, ctx.config.source());
     // The masked-NIAH harness repeats the essays until the token count reaches the longest context.
     haystack = read_token_haystack(s.haystack_dir, *model->tokenizer, max_length);
     builder = std::make_unique<PromptBuilder>(*model->tokenizer, haystack, po);

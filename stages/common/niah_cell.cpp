@@ -26,6 +26,23 @@ std::vector<T> first_steps(const torch::Tensor& t, int64_t steps, torch::ScalarT
 
 }  // namespace
 
+PromptOptions prompt_options_for(const LoadedModel& model, PromptMode mode, int64_t buffer_tokens,
+                                 const std::string& job_source) {
+  const models::ModelSpec& spec = model.folder.spec;
+  const ModelEntry& entry = model.entry;
+  PromptOptions po;
+  po.mode = mode;
+  po.buffer_tokens = buffer_tokens;
+  if (entry.chat) {
+    RHEAD_CHECK(!spec.chat_template.empty(), pipeline::ConfigError, "[config] ", job_source, ": [model.", entry.name,
+                "] chat = true, but family '", spec.family, "' has no [chat] template");
+    po.prompt_template = PromptTemplate::chat(spec.chat_template);
+  }
+  po.period_ids = entry.period_provider == "own" ? period_ids_from_pieces(*model.tokenizer, spec.sentence_end_tokens)
+                                                 : official_period_ids(entry.period_provider, *model.tokenizer);
+  return po;
+}
+
 NiahCellResult run_niah_cell(const LoadedModel& model, const PromptBuilder& builder, const Needle& needle,
                              int64_t context_length, int64_t depth_percent, const NiahDecodeOptions& options) {
   const models::Tokenizer& tok = *model.tokenizer;

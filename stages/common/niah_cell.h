@@ -34,6 +34,11 @@ struct NiahCellResult {
   std::vector<float> span_mass;          // [steps, n_layer, n_head] when requested
 };
 
+// Prompt options for one loaded model: its chat template when [model.<name>] chat = true (ConfigError
+// naming job_source when the family has none) and its period ids ([model.<name>] period_provider).
+PromptOptions prompt_options_for(const LoadedModel& model, PromptMode mode, int64_t buffer_tokens,
+                                 const std::string& job_source);
+
 NiahCellResult run_niah_cell(const LoadedModel& model, const PromptBuilder& builder, const Needle& needle,
                              int64_t context_length, int64_t depth_percent, const NiahDecodeOptions& options);
 

@@ -159,18 +159,7 @@ void GenerateStage::run(pipeline::StageContext& ctx) {
                                    entries.begin());
     ModelState& state = loaded[group];
     state.model = load_model(entries[m], s.prefill_chunk);
-    const models::ModelSpec& spec = state.model->folder.spec;
-    PromptOptions po;
-    po.mode = s.mode;
-    po.buffer_tokens = s.buffer_tokens;
-    if (entries[m].chat) {
-      RHEAD_CHECK(!spec.chat_template.empty(), ConfigError, "[config] ", ctx.config.source(), ": [model.", group,
-                  "] chat = true, but family '", spec.family, "' has no [chat] template");
-      po.prompt_template = PromptTemplate::chat(spec.chat_template);
-    }
-    po.period_ids = entries[m].period_provider == "own"
-                        ? period_ids_from_pieces(*state.model->tokenizer, spec.sentence_end_tokens)
-                        : official_period_ids(entries[m].period_provider, *state.model->tokenizer);
+    const PromptOptions po = prompt_options_for(*state.model, s.mode, s.buffer_tokens, ctx.config.source());
     for (size_t n = 0; n < needles.size(); ++n) {
       state.builders.push_back(std::make_unique<PromptBuilder>(
           *state.model->tokenizer, read_detection_haystack(haystack_for(s, n), max_length), po));
