@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """Draw every figure that RUN_DIR's stores allow and write a Markdown report next to them
 (OUT/report.md, default OUT = RUN_DIR/figures): stages and provenance, models, key numbers (Figure-3
-bins, retrieval-head fractions, top-10 heads, always-on heads, correlations, NIAH means) and the
-figures. Figures whose store is absent are listed with the store that would enable them.
+bins, retrieval-head fractions, top-10 heads, always-on heads, correlations, NIAH means, masked NIAH
+vs K, downstream task scores vs K) and the figures. Figures whose store is absent are listed with the
+store that would enable them; figures the store has nothing for (e.g. no tasks) with a one-line note.
 
 Exit status: 0 when every drawable figure was drawn, 1 when one failed (the report is still written),
 2 on a bad command line or an unwritable output folder."""
@@ -14,30 +15,35 @@ import traceback
 
 import numpy as np
 
-import figcommon  # noqa: F401  (headless matplotlib before any figure module)
+import figcommon  # headless matplotlib before any figure module
+import ablate_data as ad
 import figure_data as fd
 import rhead_stores
+import fig1_masked_heatmaps
 import fig3_bins
 import fig4_frequency
 import fig5_heatmaps
 import fig6_correlation
+import fig7_niah_vs_k
+import fig8_qa
+import fig9_errors
+import fig10_cot
 import niah_heatmap
 
-# (figure, what it shows, module, stores it needs)
+# (figure, what it shows, module, stores it needs), in the report's order
 DRAWN = [
+    ("Figure 1", "NIAH heatmaps with no heads, the top-K retrieval heads and K random heads masked",
+     fig1_masked_heatmaps, ("ablate",)),
     ("Figure 3", "share of heads per retrieval-score bin", fig3_bins, ("score",)),
     ("Figure 4", "retrieval score vs activation frequency per head", fig4_frequency, ("score",)),
     ("Figure 5", "layer x head retrieval-score maps, base vs variant", fig5_heatmaps, ("score",)),
     ("Figure 6", "model x model Pearson correlation of head maps", fig6_correlation, ("correlate",)),
+    ("Figure 7", "NIAH score vs number of masked heads, retrieval vs random", fig7_niah_vs_k, ("ablate",)),
+    ("Figure 8", "extractive QA F1 vs number of masked heads, retrieval vs random", fig8_qa, ("ablate",)),
+    ("Figure 9", "error types under masking and one failure case with the top heads' attention",
+     fig9_errors, ("ablate",)),
+    ("Figure 10", "chain of thought vs answer only under masking", fig10_cot, ("ablate",)),
     ("NIAH", "needle-in-a-haystack ROUGE-1 heatmaps (depth x length)", niah_heatmap, ("generate",)),
-]
-# Paper figures from stores that do not exist yet (PAPER.md section 7).
-LATER = [
-    ("Figure 1", "NIAH heatmaps with the top retrieval heads vs random heads masked", "ablate.h5"),
-    ("Figure 7", "NIAH score vs number of masked heads, retrieval vs random", "ablate.h5"),
-    ("Figure 8", "ExtractQA F1 vs number of masked heads", "ablate.h5"),
-    ("Figure 9", "attention of the top retrieval heads in failure cases", "ablate.h5"),
-    ("Figure 10", "GSM8K / MMLU / MuSiQue with and without CoT under masking", "ablate.h5"),
 ]
 
 
@@ -45,6 +51,14 @@ def _md_table(header, rows):
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(out)
+
+
+def _num(v, fmt="{:.1f}"):
+    return "" if v is None or np.isnan(v) else fmt.format(float(v))
+
+
+def _range(lo, hi):
+    return "" if np.isnan(lo) else f"{float(lo):.1f}..{float(hi):.1f}"
 
 
 def _short(rev):
@@ -66,7 +80,7 @@ class Report:
         """Read every present store; remember the ones that cannot be used and why."""
         self.stores, self.problems = {}, {}
         readers = {"generate": rhead_stores.read_generate, "score": rhead_stores.read_score,
-                   "correlate": rhead_stores.read_correlate}
+                   "correlate": rhead_stores.read_correlate, "ablate": rhead_stores.read_ablate}
         for stage, reader in readers.items():
             path = rhead_stores.store_path(self.run_dir, stage)
             if not os.path.exists(path) and not os.path.exists(path + ".partial"):
@@ -100,12 +114,15 @@ class Report:
     def models_section(self):
         score = self.stores.get("score")
         gen = self.stores.get("generate")
-        if not score and not gen:
+        abl = self.stores.get("ablate")
+        if not score and not gen and not abl:
             return
         self.add("## Models", "")
         names = list(score.models) if score else []
         if gen:
             names += [m for m in gen.models if m not in names]
+        if abl:
+            names += [m for m in abl.summaries if m not in names]
         rows = []
         for n in names:
             g = gen.models.get(n, {}) if gen else {}
@@ -197,6 +214,99 @@ class Report:
         self.add(_md_table(("model", "cells", "depths x lengths", "lengths (tokens)",
                             "mean ROUGE-1 recall", "cells with recall > 50"), rows), "")
 
+    def ablate_numbers(self):
+        a = self.stores.get("ablate")
+        if not a:
+            return
+        self.add("## Masked needle in a haystack (ablate.h5)", "",
+                 "Mean ROUGE-1 recall over the (needle, length, depth) grid with the top-K retrieval heads "
+                 "masked vs K random non-retrieval heads (mean, min..max and sample std over the random "
+                 "draws); error types of the top-K cells: incomplete / wrong extraction / hallucination "
+                 "(PAPER.md sections 5-6).", "")
+        any_rows = False
+        for name, s in a.summaries.items():
+            if not s.n_cells.sum():  # no NIAH cells (tasks only)
+                continue
+            any_rows = True
+            cells = [c for c in a.cells if c["model"] == name]
+            diff = ad.compare_rows(s.rows, s.k, s.n_cells, s.mean_recall,
+                                   ad.rows_from_cells(cells, "rouge1_recall"))
+            series = ad.series_vs_k(s.rows, s.k, ad.with_counts(s.mean_recall, s.n_cells))
+            errs = {}
+            for r, kk, e in zip(s.rows, s.k, s.error_counts):
+                mode, sel = ad.split_row(r)
+                if sel == "top":
+                    errs[(mode, int(kk))] = e
+            n_base = sum(int(n) for r, n in zip(s.rows, s.n_cells) if ad.split_row(r)[1] == ad.BASELINE)
+            base = next(iter(series.values()))["baseline"] if series else float("nan")
+            self.add(f"### {name}", "", f"Unmasked: {base:.1f} over {n_base} cells. "
+                     + (f"Tracked top heads: {', '.join(fd.head_label(l, h) for l, h in s.tracked_heads)}."
+                        if len(s.tracked_heads) else ""), "")
+            rows = []
+            idx = {t: i for i, t in enumerate(s.error_types)}
+            for mode, se in series.items():
+                for i, kk in enumerate(se["ks"]):
+                    if kk == 0:
+                        continue
+                    e = errs.get((mode, int(kk)))
+                    err = (" / ".join(str(int(e[idx[t]])) if t in idx else "?"
+                                      for t in ("incomplete", "wrong_extraction", "hallucination"))
+                           if e is not None else "")
+                    rows.append((mode, int(kk), _num(se["top"][i]), _num(se["rand_mean"][i]),
+                                 _range(se["rand_min"][i], se["rand_max"][i]), _num(se["rand_std"][i]),
+                                 int(se["rand_n"][i]), err))
+            self.add(_md_table(("mode", "K", "top-K recall", "random recall (mean)", "random min..max",
+                                "random std", "draws", "top-K errors (incompl. / wrong / halluc.)"), rows), "")
+            if diff:
+                self.add(f"**/summary disagrees with the cells** ({len(diff)} rows): "
+                         + "; ".join(diff[:5]) + (" ..." if len(diff) > 5 else ""), "")
+        if not any_rows:
+            self.add("No masked-NIAH rows in this store (tasks only).", "")
+        self.task_numbers(a)
+
+    def task_numbers(self, a):
+        if not a.has_tasks:
+            self.add("Downstream tasks: none in `ablate.h5` (Figures 8 and 10 not drawn).", "")
+            return
+        self.add("## Downstream tasks under masking (ablate.h5)", "",
+                 "Mean over the task's items, percent: F1 and exact match with the top-K retrieval heads "
+                 "vs K random heads masked (random: mean and min..max over the draws); K = 0: no mask.", "")
+        rows, problems = [], []
+        for name, s in a.summaries.items():
+            grouped = ad.tasks_by_kind({t: ts.kind for t, ts in s.tasks.items()})
+            for kind, tasks in grouped.items():
+                for task in tasks:
+                    ts = s.tasks[task]
+                    cells = [c for c in a.task_cells if c["model"] == name and c["task"] == task]
+                    per = {}
+                    for metric in ("f1", "exact_match"):
+                        values = getattr(ts, metric)
+                        per[metric] = ad.series_vs_k(ts.rows, ts.k, ad.with_counts(values, ts.n_items))
+                        d = ad.compare_rows(ts.rows, ts.k, ts.n_items, values,
+                                            ad.rows_from_cells(cells, metric))
+                        problems += [f"{name}/{task} {metric}: {x}" for x in d]
+                    # items behind the baseline and the top-K rows (the random draws run the same items)
+                    items = {(*ad.split_row(r), int(kk)): int(n) for r, kk, n in zip(ts.rows, ts.k, ts.n_items)}
+                    first = next(iter(per["f1"]), None)
+                    for mode in per["f1"]:
+                        f, e = per["f1"][mode], per["exact_match"][mode]
+                        for i, kk in enumerate(f["ks"]):
+                            base = kk == 0
+                            if base and mode != first:
+                                continue  # the baseline once per task
+                            n = items.get((ad.BASELINE, ad.BASELINE, 0) if base else (mode, "top", int(kk)), "")
+                            rand = [] if base else [
+                                f"{_num(x['rand_mean'][i])} ({_range(x['rand_min'][i], x['rand_max'][i])})"
+                                for x in (f, e)]
+                            rows.append((name, task, kind, ad.BASELINE if base else mode, int(kk), n,
+                                         _num(f["top"][i]), rand[0] if rand else "",
+                                         _num(e["top"][i]), rand[1] if rand else ""))
+        self.add(_md_table(("model", "task", "kind", "mode", "K", "items", "F1 top-K", "F1 random (min..max)",
+                            "EM top-K", "EM random (min..max)"), rows), "")
+        if problems:
+            self.add(f"**Task summaries disagree with the task cells** ({len(problems)} rows): "
+                     + "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""), "")
+
     # ----------------------------------------------------------------------------------- figures
     def figures_section(self):
         self.add("## Figures", "")
@@ -208,20 +318,25 @@ class Report:
                                 else f"needs `{s}.h5`" for s in missing)
                 skipped.append(f"- {fig} ({what}): {why}")
                 continue
+            figcommon.take_notes()
             try:
                 paths = module.draw(self.run_dir, self.out_dir)
+            except figcommon.NothingToDraw as e:
+                skipped.append(f"- {fig} ({what}): nothing to draw: {e}")
+                continue
             except Exception as e:  # keep drawing the others; the report says what failed
                 traceback.print_exc()
                 self.failed.append(fig)
                 self.add(f"### {fig}: {what}", "", f"**failed**: `{type(e).__name__}: {e}`", "")
                 continue
             self.add(f"### {fig}: {what}", "")
+            notes = figcommon.take_notes()
+            if notes:
+                self.add(*[f"- note: {n}" for n in notes], "")
             for p in paths:
                 rel = os.path.relpath(p, self.out_dir)
                 self.add(f"![{fig}: {os.path.basename(p)}]({rel})", "")
             print(f"report: {fig}: " + ", ".join(paths))
-        for fig, what, store in LATER:
-            skipped.append(f"- {fig} ({what}): needs `{store}`")
         if skipped:
             self.add("### Not drawn", "", *skipped, "")
 
@@ -236,6 +351,7 @@ class Report:
         self.score_numbers()
         self.correlate_numbers()
         self.generate_numbers()
+        self.ablate_numbers()
         self.figures_section()
         path = os.path.join(self.out_dir, "report.md")
         with open(path, "w", encoding="utf-8") as f:

@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 
 # Newest schema_version of each stage that these readers understand (docs/STORE.md).
-SUPPORTED_SCHEMA = {"generate": 1, "score": 1, "correlate": 1}
+SUPPORTED_SCHEMA = {"generate": 1, "score": 1, "correlate": 1, "ablate": 1}
 
 # Root attributes of every store (docs/STORE.md, "Root attributes").
 HEADER_KEYS = ("schema_version", "stage", "project", "project_version", "git_revision", "job_file",
@@ -252,6 +252,161 @@ def read_generate(path: str, with_responses: bool = False) -> GenerateStore:
                 c["response"] = _py(g["response"][()])
             cells.append(c)
         return GenerateStore(path=path, header=read_header(f), models=models, cells=cells)
+
+
+# ----------------------------------------------------------------------------------------- ablate
+
+# Order of /summary/<model>/error_counts columns when the store does not say (@error_types).
+ERROR_TYPES = ("correct", "incomplete", "wrong_extraction", "hallucination")
+
+
+@dataclass
+class TaskSummary:
+    """/summary/<model>/tasks/<task>: one row per mode/selection and K (downstream QA / CoT tasks)."""
+    name: str
+    kind: str                  # qa | cot | direct
+    rows: List[str]            # "mode/selection"
+    k: np.ndarray              # int64 [row]
+    n_items: np.ndarray        # int64 [row]
+    f1: np.ndarray             # float64 [row], percent
+    exact_match: np.ndarray    # float64 [row], percent
+
+
+@dataclass
+class AblateSummary:
+    """/summary/<model>: the masked-NIAH rows (empty when the model ran tasks only) and its tasks."""
+    model: str
+    rows: List[str]                 # "mode/selection"
+    k: np.ndarray                   # int64 [row]
+    n_cells: np.ndarray             # int64 [row]
+    mean_recall: np.ndarray         # float64 [row]
+    error_counts: np.ndarray        # int64 [row, n_error_types]
+    error_types: List[str]
+    tracked_heads: np.ndarray       # int64 [tracked_head, 2]
+    tasks: Dict[str, TaskSummary] = field(default_factory=dict)
+
+
+@dataclass
+class AblateStore:
+    path: str
+    header: Dict[str, object]
+    summaries: Dict[str, AblateSummary]   # per model, store order
+    cells: List[Dict[str, object]]        # masked-NIAH cells: id + attrs
+    task_cells: List[Dict[str, object]]   # task cells: id + attrs
+
+    @property
+    def has_tasks(self) -> bool:
+        return any(s.tasks for s in self.summaries.values())
+
+
+def _row_arrays(path, where, g, names, dtypes):
+    """Datasets ``names`` of group g as 1-D arrays of equal length (0 when absent)."""
+    out = {}
+    for name, dtype in zip(names, dtypes):
+        out[name] = np.asarray(g[name][()], dtype=dtype).reshape(-1) if name in g else np.zeros(0, dtype)
+    n = {len(v) for v in out.values()}
+    if len(n) > 1:
+        raise StoreError(f"{path}: {where}: {', '.join(names)} differ in length "
+                         f"({', '.join(str(len(v)) for v in out.values())})")
+    return out
+
+
+def _read_ablate_summary(path: str, name: str, g) -> AblateSummary:
+    where = f"/summary/{name}"
+    rows = _strings(g["rows"]) if "rows" in g else []
+    arr = _row_arrays(path, where, g, ("k", "n_cells", "mean_recall"), (np.int64, np.int64, np.float64))
+    if len(arr["k"]) != len(rows):
+        raise StoreError(f"{path}: {where}: {len(rows)} rows but {len(arr['k'])} K values")
+    types = list(ERROR_TYPES)
+    if "error_types" in g.attrs:
+        types = [t.strip() for t in _py(g.attrs["error_types"]).split(",")]
+    if "error_counts" in g:
+        errors = np.asarray(g["error_counts"][()], dtype=np.int64).reshape(-1, len(types))
+    else:
+        errors = np.zeros((len(rows), len(types)), dtype=np.int64)
+    if errors.shape[0] != len(rows):
+        raise StoreError(f"{path}: {where}/error_counts has {errors.shape[0]} rows, expected {len(rows)}")
+    tracked = _pairs(g["tracked_heads"]) if "tracked_heads" in g else np.zeros((0, 2), dtype=np.int64)
+    s = AblateSummary(model=name, rows=rows, k=arr["k"], n_cells=arr["n_cells"],
+                      mean_recall=arr["mean_recall"], error_counts=errors, error_types=types,
+                      tracked_heads=tracked)
+    if "tasks" in g:
+        for task in g["tasks"]:
+            t = g["tasks"][task]
+            tw = f"{where}/tasks/{task}"
+            if "kind" not in t.attrs or "rows" not in t:
+                raise StoreError(f"{path}: {tw}: attribute 'kind' or dataset 'rows' missing")
+            trows = _strings(t["rows"])
+            ta = _row_arrays(path, tw, t, ("k", "n_items", "f1", "exact_match"),
+                             (np.int64, np.int64, np.float64, np.float64))
+            if len(ta["k"]) != len(trows):
+                raise StoreError(f"{path}: {tw}: {len(trows)} rows but {len(ta['k'])} K values")
+            s.tasks[task] = TaskSummary(name=task, kind=_py(t.attrs["kind"]), rows=trows, k=ta["k"],
+                                        n_items=ta["n_items"], f1=ta["f1"], exact_match=ta["exact_match"])
+    return s
+
+
+_ABLATE_CACHE: Dict[tuple, "AblateStore"] = {}
+
+
+def read_ablate(path: str) -> AblateStore:
+    """ablate.h5 -> summaries (NIAH rows, error counts, tracked heads, tasks) and every cell's attributes
+    (no arrays: read_ablate_cell loads one cell's). Cells with a ``task`` attribute are task cells.
+    Remembered per (file, size, mtime), so several figures of one report read the store once."""
+    try:
+        st = os.stat(path)
+        key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    except OSError:
+        key = None
+    if key is not None and key in _ABLATE_CACHE:
+        return _ABLATE_CACHE[key]
+    with open_store(path, "ablate") as f:
+        summaries = {}
+        if "summary" in f:
+            for name in f["summary"]:
+                summaries[name] = _read_ablate_summary(path, name, f["summary"][name])
+        if "cells" not in f:
+            raise StoreError(f"{path}: group /cells missing")
+        cells, task_cells = [], []
+        for cid in f["cells"]:
+            c = {k: _py(v) for k, v in f["cells"][cid].attrs.items()}
+            c["id"] = cid
+            is_task = "task" in c
+            need = (("model", "mode", "selection", "k", "task", "f1", "exact_match") if is_task else
+                    ("model", "mode", "selection", "k", "context_length", "depth_percent", "rouge1_recall"))
+            for a in need:
+                if a not in c:
+                    raise StoreError(f"{path}: /cells/{cid}: attribute '{a}' missing")
+            (task_cells if is_task else cells).append(c)
+        out = AblateStore(path=path, header=read_header(f), summaries=summaries, cells=cells,
+                          task_cells=task_cells)
+    if key is not None:
+        _ABLATE_CACHE[key] = out
+    return out
+
+
+def read_ablate_cell(path: str, cell_id: str) -> Dict[str, object]:
+    """One ablate cell: its attributes plus response (str), generated_ids (int [step]), masked_heads
+    (int [k, 2]) and top_head_argmax (int [step, tracked_head]) where present."""
+    with open_store(path, "ablate") as f:
+        if "cells" not in f or cell_id not in f["cells"]:
+            raise StoreError(f"{path}: no cell /cells/{cell_id}")
+        g = f["cells"][cell_id]
+        c = {k: _py(v) for k, v in g.attrs.items()}
+        c["id"] = cell_id
+        if "response" in g:
+            c["response"] = _py(g["response"][()])
+        if "generated_ids" in g:
+            c["generated_ids"] = np.asarray(g["generated_ids"][()], dtype=np.int64).reshape(-1)
+        if "masked_heads" in g:
+            c["masked_heads"] = _pairs(g["masked_heads"])
+        if "top_head_argmax" in g:
+            a = np.asarray(g["top_head_argmax"][()], dtype=np.int64)
+            if a.ndim != 2:
+                raise StoreError(f"{path}: /cells/{cell_id}/top_head_argmax has shape {a.shape}, "
+                                 f"expected [step, tracked_head]")
+            c["top_head_argmax"] = a
+        return c
 
 
 # ------------------------------------------------------------------------------------------- runs

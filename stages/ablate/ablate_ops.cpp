@@ -4,6 +4,8 @@
 #include <map>
 #include <unordered_set>
 
+#include <nlohmann/json.hpp>
+
 #include "pipeline/core/error.h"
 #include "stages/generate/rouge.h"
 
@@ -106,6 +108,24 @@ std::vector<std::string> find_choices(std::string_view text) {
   }
   return out;
 }
+
+// Task files: the string field `key` of a JSONL object, "" when absent and optional.
+std::string task_string(const nlohmann::json& obj, const char* key, bool required, const std::string& where) {
+  if (!obj.contains(key)) {
+    RHEAD_CHECK(!required, InputError, "[ablate] ", where, ": field '", key,
+                "' is missing; expected a string. Hint: see docs/STORE.md, ablate.h5, task files");
+    return "";
+  }
+  const auto& v = obj.at(key);
+  RHEAD_CHECK(v.is_string(), InputError, "[ablate] ", where, ": field '", key, "' has the wrong type; got ",
+              v.type_name(), " ", v.dump(), ", expected a string");
+  std::string s = v.get<std::string>();
+  RHEAD_CHECK(!required || !trim(s).empty(), InputError, "[ablate] ", where, ": field '", key,
+              "' is empty; expected non-empty text");
+  return s;
+}
+
+bool is_task_name_char(char c) { return is_ascii_alnum(c) || c == '_' || c == '-'; }
 
 }  // namespace
 
@@ -264,6 +284,123 @@ std::string extract_final_answer(std::string_view response, AnswerKind kind) {
     }
   }
   return "";
+}
+
+const char* task_kind_name(TaskKind kind) {
+  switch (kind) {
+    case TaskKind::kQa: return "qa";
+    case TaskKind::kCot: return "cot";
+    case TaskKind::kDirect: return "direct";
+  }
+  return "unknown";
+}
+
+TaskSpec parse_task_entry(std::string_view entry, std::string_view job_source) {
+  const auto fail = [&](const std::string& problem) {
+    return pipeline::ConfigError(str_cat("[config] ", job_source, ": [ablate] tasks: entry '", entry, "': ", problem,
+                                         "; expected name=kind:path with kind qa, cot or direct (e.g. "
+                                         "squad=qa:data/squad.jsonl)"));
+  };
+  const size_t eq = entry.find('=');
+  if (eq == std::string_view::npos) throw fail("no '='");
+  const size_t colon = entry.find(':', eq + 1);
+  if (colon == std::string_view::npos) throw fail("no ':' after the kind");
+  TaskSpec spec;
+  spec.name = trim(entry.substr(0, eq));
+  const std::string kind = trim(entry.substr(eq + 1, colon - eq - 1));
+  spec.path = trim(entry.substr(colon + 1));
+  if (spec.name.empty() || !std::all_of(spec.name.begin(), spec.name.end(), is_task_name_char)) {
+    throw fail(str_cat("name '", spec.name, "' is not made of letters, digits, '_' and '-' only (it names cells "
+                       "and store groups)"));
+  }
+  if (kind == "qa") {
+    spec.kind = TaskKind::kQa;
+  } else if (kind == "cot") {
+    spec.kind = TaskKind::kCot;
+  } else if (kind == "direct") {
+    spec.kind = TaskKind::kDirect;
+  } else {
+    throw fail(str_cat("unknown kind '", kind, "'"));
+  }
+  if (spec.path.empty()) throw fail("empty path");
+  return spec;
+}
+
+std::vector<TaskItem> parse_task_jsonl(std::string_view text, TaskKind kind, const std::string& source) {
+  const bool qa = kind == TaskKind::kQa;
+  const std::vector<std::string> allowed =
+      qa ? std::vector<std::string>{"context", "question", "answers", "prompt"}
+         : std::vector<std::string>{"question", "answer", "context", "prompt", "answer_kind"};
+  std::vector<TaskItem> items;
+  size_t pos = 0;
+  for (int line = 1; pos < text.size(); ++line) {
+    const size_t nl = text.find('\n', pos);
+    const std::string_view row = text.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
+    pos = nl == std::string_view::npos ? text.size() : nl + 1;
+    if (trim(row).empty()) continue;
+    const std::string where = str_cat(source, ":", line);
+    nlohmann::json obj;
+    try {
+      obj = nlohmann::json::parse(row);
+    } catch (const nlohmann::json::parse_error& e) {
+      throw InputError(str_cat("[ablate] ", where, ": not valid JSON (", e.what(),
+                               "). Hint: a task file holds one JSON object per line"));
+    }
+    RHEAD_CHECK(obj.is_object(), InputError, "[ablate] ", where, ": expected a JSON object; got ", obj.type_name());
+    std::string expected;
+    for (const auto& a : allowed) expected += (expected.empty() ? "" : ", ") + a;
+    for (const auto& field : obj.items()) {
+      RHEAD_CHECK(std::find(allowed.begin(), allowed.end(), field.key()) != allowed.end(), InputError, "[ablate] ",
+                  where, ": unknown field '", field.key(), "' for a ", task_kind_name(kind), " task; expected ",
+                  expected);
+    }
+    TaskItem item;
+    item.prompt = task_string(obj, "prompt", false, where);
+    item.context = task_string(obj, "context", qa, where);
+    item.question = task_string(obj, "question", true, where);
+    if (qa) {
+      RHEAD_CHECK(obj.contains("answers"), InputError, "[ablate] ", where,
+                  ": field 'answers' is missing; expected an array of strings (the gold answers)");
+      const auto& golds = obj.at("answers");
+      RHEAD_CHECK(golds.is_array() && !golds.empty(), InputError, "[ablate] ", where,
+                  ": field 'answers' has the wrong type; got ", golds.type_name(), " ", golds.dump(),
+                  ", expected a non-empty array of strings");
+      for (const auto& g : golds) {
+        RHEAD_CHECK(g.is_string(), InputError, "[ablate] ", where, ": field 'answers' holds ", g.type_name(), " ",
+                    g.dump(), "; expected strings only");
+        item.answers.push_back(g.get<std::string>());
+      }
+    } else {
+      item.answers.push_back(task_string(obj, "answer", true, where));
+      const std::string answer_kind = task_string(obj, "answer_kind", false, where);
+      if (answer_kind == "number") {
+        item.answer_kind = AnswerKind::kNumber;
+      } else if (answer_kind == "choice") {
+        item.answer_kind = AnswerKind::kChoice;
+      } else {
+        RHEAD_CHECK(answer_kind.empty() || answer_kind == "text", InputError, "[ablate] ", where,
+                    ": field 'answer_kind': got '", answer_kind, "', expected text, number or choice");
+      }
+    }
+    items.push_back(std::move(item));
+  }
+  RHEAD_CHECK(!items.empty(), InputError, "[ablate] ", source, ": no task items; expected one JSON object per line (",
+              qa ? "context, question, answers" : "question, answer", ")");
+  return items;
+}
+
+std::string task_user_text(const TaskItem& item) {
+  return str_cat(item.prompt.empty() ? "" : item.prompt + "\n", item.context.empty() ? "" : item.context + "\n",
+                 "Question: ", item.question, "\nAnswer:");
+}
+
+TaskScore score_task_response(const TaskItem& item, TaskKind kind, std::string_view response) {
+  TaskScore score;
+  score.prediction = kind == TaskKind::kQa ? std::string(response) : extract_final_answer(response, item.answer_kind);
+  const QaScore s = squad_score(score.prediction, item.answers);
+  score.f1 = 100.0 * s.f1;
+  score.exact_match = 100.0 * s.exact_match;
+  return score;
 }
 
 const char* niah_error_type_name(NiahErrorType type) {

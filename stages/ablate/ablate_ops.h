@@ -5,6 +5,8 @@
 //    retrieval heads, PAPER §5.2 / §10.9; this is the fixed behaviour).
 //  * SQuAD-style answer normalisation, token F1 and exact match (ExtractQA, MuSiQue).
 //  * Final-answer extraction from chain-of-thought responses (GSM8K, MMLU, MuSiQue).
+//  * Downstream task files ([ablate] tasks): the name=kind:path entry, the JSONL items (parsed from text,
+//    the caller reads the file), the prompt's user text and the score of one response.
 //  * Error types of failed NIAH cells (PAPER §6, Figure 9) and the attention-sink flag.
 #pragma once
 
@@ -84,6 +86,53 @@ enum class AnswerKind {
 //   kText:   the segment up to the first newline when the phrase was found, else the last non-empty line;
 //            surrounding whitespace and one trailing '.' removed.
 std::string extract_final_answer(std::string_view response, AnswerKind kind);
+
+// ---- Downstream tasks under masking ([ablate] tasks; docs/STORE.md, ablate.h5) ----
+
+enum class TaskKind {
+  kQa,      // extractive QA: F1 / EM of the whole response against every gold answer
+  kCot,     // chain of thought: F1 / EM of the extracted final answer
+  kDirect,  // answer only: scored as kCot (the extraction takes the last line of a short answer)
+};
+const char* task_kind_name(TaskKind kind);  // "qa" | "cot" | "direct"
+
+struct TaskSpec {
+  std::string name;  // [A-Za-z0-9_-]+: part of cell ids and HDF5 group names
+  TaskKind kind = TaskKind::kQa;
+  std::string path;  // as given (relative to the current directory)
+};
+
+// One [ablate] tasks entry "name=kind:path" -> spec. Anything else is a ConfigError naming job_source,
+// the key, the entry and the expected form.
+TaskSpec parse_task_entry(std::string_view entry, std::string_view job_source);
+
+struct TaskItem {
+  std::string prompt;   // optional few-shot prefix ("" if absent)
+  std::string context;  // qa: required; cot/direct: optional
+  std::string question;
+  std::vector<std::string> answers;  // qa: the gold answers (>= 1); cot/direct: exactly the one answer
+  AnswerKind answer_kind = AnswerKind::kText;  // cot/direct only
+};
+
+// JSONL text of a task file -> its items in line order (blank lines skipped). source names the file in
+// messages ("<source>:<line>"). One object per line:
+//   qa:          {"context": str, "question": str, "answers": [str, ...] (>= 1), "prompt": str (optional)}
+//   cot, direct: {"question": str, "answer": str, "context": str (optional), "prompt": str (optional),
+//                 "answer_kind": "text" | "number" | "choice" (optional, default text)}
+// pipeline::InputError naming source:line and the field for bad JSON, a missing or mistyped field, an
+// unknown field, an empty required string, and for a file without items.
+std::vector<TaskItem> parse_task_jsonl(std::string_view text, TaskKind kind, const std::string& source);
+
+// The user part of an item's prompt: (prompt + "\n" if any) + (context + "\n" if any) + "Question: " +
+// question + "\nAnswer:". A chat model gets it inside its family template.
+std::string task_user_text(const TaskItem& item);
+
+struct TaskScore {
+  std::string prediction;    // qa: the response; cot/direct: extract_final_answer(response, answer_kind)
+  double f1 = 0.0;           // percent, 0..100: squad_score's max over the golds
+  double exact_match = 0.0;  // percent, 0..100
+};
+TaskScore score_task_response(const TaskItem& item, TaskKind kind, std::string_view response);
 
 // Error type of one masked-NIAH cell (PAPER §6, Figure 9).
 enum class NiahErrorType {

@@ -4,8 +4,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <map>
+#include <sstream>
+#include <tuple>
 
 #include "pipeline/core/error.h"
 #include "pipeline/core/logging.h"
@@ -40,6 +44,10 @@ struct AblateSettings {
   int64_t prefill_chunk = 512;
   int64_t tracked_heads = 10;
   NiahDecodeOptions decode;
+  std::vector<TaskSpec> tasks;  // downstream tasks under masking
+  NiahDecodeOptions task_decode;  // their cap and stop strings (mask set per cell)
+  int64_t task_limit = 0;         // > 0: only the first task_limit items of each task file
+  int64_t mean_tokens = 256;      // mode mean: haystack tokens the per-head mean outputs are taken over
 };
 
 AblateSettings read_settings(const pipeline::Config& c) {
@@ -58,14 +66,96 @@ AblateSettings read_settings(const pipeline::Config& c) {
   s.tracked_heads = c.get_int("ablate.tracked_heads");
   s.decode.max_new_tokens = c.get_int("ablate.max_new_tokens");
   s.decode.stop_strings = c.get_strings("ablate.stop_strings");
+  for (const auto& entry : c.get_strings("ablate.tasks")) {
+    TaskSpec spec = parse_task_entry(entry, c.source());
+    for (const auto& other : s.tasks) {
+      RHEAD_CHECK(other.name != spec.name, ConfigError, "[config] ", c.source(), ": [ablate] tasks: name '", spec.name,
+                  "' is used twice; expected one entry per task name");
+    }
+    s.tasks.push_back(std::move(spec));
+  }
+  s.task_decode.max_new_tokens = c.get_int("ablate.task_max_new_tokens");
+  s.task_decode.stop_strings = c.get_strings("ablate.task_stop_strings");
+  s.task_limit = c.get_int("ablate.task_limit");
+  s.mean_tokens = c.get_int("ablate.mean_tokens");
   return s;
 }
 
 models::HeadMaskMode parse_mode(const std::string& mode, const std::string& source) {
   if (mode == "uniform") return models::HeadMaskMode::Uniform;
   if (mode == "zero") return models::HeadMaskMode::Zero;
-  throw ConfigError(str_cat("[config] ", source, ": [ablate] modes: got '", mode,
-                            "', expected uniform or zero (mean ablation needs per-head means: not yet wired)"));
+  if (mode == "mean") return models::HeadMaskMode::Mean;
+  throw ConfigError(str_cat("[config] ", source, ": [ablate] modes: got '", mode, "', expected uniform, zero or mean"));
+}
+
+// The items of one task file (the first `limit` when limit > 0); every line is checked either way.
+std::vector<TaskItem> read_task_items(const TaskSpec& task, int64_t limit, const std::string& job_source) {
+  std::ifstream in(task.path, std::ios::binary);
+  RHEAD_CHECK(in.good(), ConfigError, "[config] ", job_source, ": [ablate] tasks: task '", task.name,
+              "': cannot open '", task.path, "'. Hint: paths are relative to the current directory (",
+              fs::current_path().string(), ")");
+  std::ostringstream text;
+  text << in.rdbuf();
+  std::vector<TaskItem> items = parse_task_jsonl(text.str(), task.kind, task.path);
+  if (limit > 0 && static_cast<int64_t>(items.size()) > limit) items.resize(static_cast<size_t>(limit));
+  return items;
+}
+
+// A task item's prompt text for the model: the user text alone (base), or inside the family's chat
+// template: "{user}" (exactly once, PromptTemplate::chat checked it) replaced by the user text and
+// "{system}" by the template's system text, as the NIAH chat prompts are built.
+std::string task_prompt_text(const PromptTemplate& t, const std::string& user) {
+  if (t.kind == PromptTemplate::Kind::kBase) return user;
+  const auto fill = [&](std::string part) {
+    for (size_t p = part.find("{system}"); p != std::string::npos; p = part.find("{system}", p + t.system.size())) {
+      part.replace(p, 8, t.system);
+    }
+    return part;
+  };
+  const size_t slot = t.chat_text.find("{user}");
+  return fill(t.chat_text.substr(0, slot)) + user + fill(t.chat_text.substr(slot + 6));
+}
+
+// Sums every query head's attention output (probs @ V of its KV head: what o_proj receives, and what
+// mode mean substitutes) over the decode steps it observes. sum: [n_layer, n_head, head_dim] fp32.
+class HeadOutputSum final : public models::AttentionObserver {
+ public:
+  HeadOutputSum(const models::ModelSpec& spec, models::KvCache& cache)
+      : m_spec(spec),
+        m_cache(cache),
+        m_sum(torch::zeros({spec.n_layer, spec.n_head, spec.head_dim}, torch::dtype(torch::kFloat32).device(cache.device()))) {}
+
+  // probs: [1, n_head, n_key] over cache slots [key_begin, key_begin + n_key).
+  void on_decode_attention(int64_t layer, const torch::Tensor& probs, int64_t key_begin, const torch::Tensor&) override {
+    const int64_t n_key = probs.size(2);
+    // values [n_kv, n_key, d]; query head h = kv * group + g, as in models/attention.cpp.
+    torch::Tensor v = m_cache.values(layer).select(0, 0).narrow(1, key_begin, n_key).to(torch::kFloat32);
+    torch::Tensor p = probs.select(0, 0).reshape({m_spec.n_kv_head, m_spec.n_group(), n_key});
+    m_sum[layer] += torch::matmul(p, v).reshape({m_spec.n_head, m_spec.head_dim});
+  }
+  const torch::Tensor& sum() const { return m_sum; }
+
+ private:
+  const models::ModelSpec& m_spec;
+  models::KvCache& m_cache;
+  torch::Tensor m_sum;
+};
+
+// Mode mean's per-head vectors: the unmasked model fed ids one token per forward call (each a decode step,
+// so every position is observed; no prefill) -> mean attention output per head [n_layer, n_head, head_dim]
+// fp32 on the CPU, averaged over all positions.
+torch::Tensor mean_head_outputs(const models::Decoder& decoder, const std::vector<int64_t>& ids) {
+  const int64_t n = static_cast<int64_t>(ids.size());
+  RHEAD_CHECK(n >= 1, pipeline::InputError, "[ablate] mode mean: no haystack tokens to average head outputs over");
+  models::KvCache cache = decoder.new_cache(1, n);
+  HeadOutputSum sum(decoder.spec(), cache);
+  models::ForwardOptions step;
+  step.observer = &sum;
+  torch::NoGradGuard no_grad;
+  for (int64_t id : ids) {
+    decoder.forward(torch::tensor(std::vector<int64_t>{id}, torch::kInt64).view({1, 1}), cache, step);
+  }
+  return (sum.sum() / static_cast<double>(n)).to(torch::kCPU).contiguous();
 }
 
 // A model's retrieval-score map [layer, head] from score.h5.
@@ -89,15 +179,29 @@ struct Selection {
   std::vector<HeadId> heads;
 };
 
-struct AblateCell {
-  size_t model;
-  size_t selection;  // into the model's selections
-  size_t needle;
-  int64_t length, depth;
+enum class CellKind {
+  kNiah,  // one masked NIAH test
+  kTask,  // one downstream task item under a head selection
 };
 
-std::string cell_id(const std::string& model, const Selection& sel, const AblateCell& c) {
-  return str_cat(model, ".", sel.mode, ".", sel.selection, ".K", sel.k, ".n", c.needle, ".L", c.length, ".D", c.depth);
+struct AblateCell {
+  CellKind kind = CellKind::kNiah;
+  size_t model = 0;
+  size_t selection = 0;           // into the model's selections
+  size_t needle = 0;              // kNiah
+  int64_t length = 0, depth = 0;  // kNiah
+  size_t task = 0, item = 0;      // kTask: into the settings' tasks and that task's items
+};
+
+std::string cell_id(const std::string& model, const Selection& sel, const AblateCell& c,
+                    const std::vector<TaskSpec>& tasks) {
+  switch (c.kind) {
+    case CellKind::kNiah:
+      return str_cat(model, ".", sel.mode, ".", sel.selection, ".K", sel.k, ".n", c.needle, ".L", c.length, ".D", c.depth);
+    case CellKind::kTask:
+      return str_cat(model, ".", sel.mode, ".", sel.selection, ".K", sel.k, ".task.", tasks[c.task].name, ".i", c.item);
+  }
+  return "";
 }
 
 std::vector<int32_t> flatten(const std::vector<HeadId>& heads) {
@@ -119,7 +223,9 @@ void AblateStage::declare(pipeline::ConfigSchema& schema) const {
       .optional("ablate.depths", KeyType::IntList, "linspace(0, 100, 10)", "needle depths in percent")
       .optional("ablate.ks", KeyType::IntList, "0, 2, 5, 10, 15, 20, 30, 50, 100",
                 "numbers of masked heads (clipped to the model's head count; 0 = unmasked baseline)")
-      .optional("ablate.modes", KeyType::StringList, "uniform", "mask modes: uniform (the paper's) or zero")
+      .optional("ablate.modes", KeyType::StringList, "uniform",
+                "mask modes: uniform (the paper's: query zeroed), zero (head output zeroed) or mean (head output "
+                "replaced by its mean over the first mean_tokens haystack tokens)")
       .optional("ablate.random_seeds", KeyType::Int, "5", "random non-retrieval head draws per K")
       .optional("ablate.retrieval_threshold", KeyType::Float, "0.1", "heads above this mean score are never random picks")
       .optional("ablate.prompt_mode", KeyType::String, "faithful", "faithful or fixed (docs/PROMPTS.md)")
@@ -127,7 +233,16 @@ void AblateStage::declare(pipeline::ConfigSchema& schema) const {
       .optional("ablate.max_new_tokens", KeyType::Int, "50", "greedy decoding cap")
       .optional("ablate.stop_strings", KeyType::StringList, "\\n", "stop after a token containing one of these")
       .optional("ablate.prefill_chunk", KeyType::Int, "512", "query rows per prefill attention chunk")
-      .optional("ablate.tracked_heads", KeyType::Int, "10", "top retrieval heads whose argmax positions are stored");
+      .optional("ablate.tracked_heads", KeyType::Int, "10", "top retrieval heads whose argmax positions are stored")
+      .optional("ablate.tasks", KeyType::StringList, "",
+                "downstream tasks under masking: name=kind:path.jsonl, kind qa (extractive QA), cot (chain of "
+                "thought) or direct (answer only); paths relative to the current directory (docs/STORE.md)")
+      .optional("ablate.task_max_new_tokens", KeyType::Int, "64", "greedy decoding cap of task items")
+      .optional("ablate.task_stop_strings", KeyType::StringList, "\\n",
+                "task items stop after a token containing one of these")
+      .optional("ablate.task_limit", KeyType::Int, "0", "use only the first N items of each task file (0: all)")
+      .optional("ablate.mean_tokens", KeyType::Int, "256",
+                "mode mean: the first N haystack tokens (BOS included) over which each head's mean output is taken");
 }
 
 void AblateStage::validate(const pipeline::StageContext& ctx) const {
@@ -146,6 +261,11 @@ void AblateStage::validate(const pipeline::StageContext& ctx) const {
                 ", expected every length > buffer_tokens (", s.buffer_tokens, ")");
   }
   if (!s.needles_file.empty()) read_needles_jsonl(s.needles_file);
+  RHEAD_CHECK(s.task_decode.max_new_tokens >= 1 && s.task_limit >= 0 && s.mean_tokens >= 1, ConfigError, "[config] ",
+              c.source(), ": [ablate] got task_max_new_tokens = ", s.task_decode.max_new_tokens, ", task_limit = ",
+              s.task_limit, ", mean_tokens = ", s.mean_tokens, "; expected task_max_new_tokens >= 1, task_limit >= 0 "
+              "and mean_tokens >= 1");
+  for (const auto& task : s.tasks) read_task_items(task, s.task_limit, c.source());
   pipeline::store::File score = pipeline::store::File::open(ctx.store_path("score"));
   pipeline::store::Group root = score.root();
   pipeline::store::require_readable(root, "score", kScoreSchema);
@@ -200,17 +320,29 @@ void AblateStage::run(pipeline::StageContext& ctx) {
     }
   }
 
+  // Task items, read once (validate() checked every file).
+  std::vector<std::vector<TaskItem>> task_items;
+  for (const auto& task : s.tasks) task_items.push_back(read_task_items(task, s.task_limit, ctx.config.source()));
+
   std::vector<AblateCell> grid;
   std::vector<pipeline::WorkItem> items;
+  const auto add = [&](const AblateCell& c, double cost) {
+    grid.push_back(c);
+    items.push_back({cell_id(entries[c.model].name, selections[c.model][c.selection], c, s.tasks), entries[c.model].name,
+                     cost});
+  };
   for (size_t m = 0; m < entries.size(); ++m) {
     for (size_t sel = 0; sel < selections[m].size(); ++sel) {
       for (size_t n = 0; n < needles.size(); ++n) {
         for (int64_t L : s.lengths) {
-          for (int64_t d : s.depths) {
-            AblateCell c{m, sel, n, L, d};
-            grid.push_back(c);
-            items.push_back({cell_id(entries[m].name, selections[m][sel], c), entries[m].name, pipeline::cell_cost(L)});
-          }
+          for (int64_t d : s.depths) add({CellKind::kNiah, m, sel, n, L, d, 0, 0}, pipeline::cell_cost(L));
+        }
+      }
+      for (size_t t = 0; t < s.tasks.size(); ++t) {
+        for (size_t i = 0; i < task_items[t].size(); ++i) {
+          // A balance estimate only (the tokenizer is not loaded yet): ~4 characters per prompt token, plus the cap.
+          const auto approx_tokens = static_cast<int64_t>(task_user_text(task_items[t][i]).size() / 4);
+          add({CellKind::kTask, m, sel, 0, 0, 0, t, i}, pipeline::cell_cost(approx_tokens + s.task_decode.max_new_tokens));
         }
       }
     }
@@ -218,16 +350,31 @@ void AblateStage::run(pipeline::StageContext& ctx) {
 
   std::unique_ptr<LoadedModel> model;
   std::unique_ptr<PromptBuilder> builder;
+  PromptTemplate task_template;
   std::string haystack;
+  // Mode mean's vectors for the loaded model [n_layer, n_head, head_dim]: computed on this rank's first
+  // mean-mode cell (deterministic, so every rank gets the same bits; not stored: the job determines them).
+  torch::Tensor head_mean;
   pipeline::CellHooks hooks;
   hooks.begin_group = [&](const std::string& group) {
     at::set_num_threads(ctx.threads);
     auto it = std::find_if(entries.begin(), entries.end(), [&](const ModelEntry& e) { return e.name == group; });
     model = load_model(*it, s.prefill_chunk);
     const PromptOptions po = prompt_options_for(*model, s.prompt_mode, s.buffer_tokens, ctx.config.source());
+    task_template = po.prompt_template;
     // The masked-NIAH harness repeats the essays until the token count reaches the longest context.
     haystack = read_token_haystack(s.haystack_dir, *model->tokenizer, max_length);
     builder = std::make_unique<PromptBuilder>(*model->tokenizer, haystack, po);
+    head_mean = torch::Tensor();
+  };
+  const auto mean_of_heads = [&]() -> const torch::Tensor& {
+    if (!head_mean.defined()) {
+      const std::string text = read_token_haystack(s.haystack_dir, *model->tokenizer, s.mean_tokens);
+      std::vector<int64_t> ids = model->tokenizer->encode(text, /*add_special_tokens=*/true);
+      ids.resize(std::min<size_t>(ids.size(), static_cast<size_t>(s.mean_tokens)));
+      head_mean = mean_head_outputs(*model->decoder, ids);
+    }
+    return head_mean;
   };
   hooks.compute = [&](size_t index, pipeline::store::Group& out) {
     const AblateCell& cell = grid[index];
@@ -236,7 +383,42 @@ void AblateStage::run(pipeline::StageContext& ctx) {
     std::vector<std::pair<int64_t, int64_t>> pairs;
     for (const auto& h : sel.heads) pairs.emplace_back(h.layer, h.head);
     std::unique_ptr<models::HeadMask> mask;
-    if (!pairs.empty()) mask = std::make_unique<models::HeadMask>(spec, parse_mode(sel.mode, ""), pairs);
+    if (!pairs.empty()) {
+      const models::HeadMaskMode mode = parse_mode(sel.mode, "");
+      mask = std::make_unique<models::HeadMask>(spec, mode, pairs, /*in_prefill=*/false,
+                                                mode == models::HeadMaskMode::Mean ? mean_of_heads() : torch::Tensor());
+    }
+    out.set_attr("model", entries[cell.model].name);
+    out.set_attr("mode", sel.mode);
+    out.set_attr("selection", sel.selection);
+    out.set_attr("k", sel.k);
+    out.set_attr("seed", sel.seed);
+    out.write("masked_heads", flatten(sel.heads), {sel.heads.size(), 2}, "head,layer_head");
+
+    if (cell.kind == CellKind::kTask) {
+      const TaskSpec& task = s.tasks[cell.task];
+      const TaskItem& item = task_items[cell.task][cell.item];
+      const std::string text = task_prompt_text(task_template, task_user_text(item));
+      const std::vector<int64_t> ids = model->tokenizer->encode(text, task_template.add_special_tokens);
+      RHEAD_CHECK(!ids.empty(), pipeline::InputError, "[ablate] ", task.path, ": item ", cell.item,
+                  " tokenizes to no tokens; expected a prompt");
+      NiahDecodeOptions decode = s.task_decode;
+      decode.mask = mask.get();
+      const GreedyText g = greedy_text(*model, ids, decode);
+      const TaskScore score = score_task_response(item, task.kind, g.response);
+      std::vector<int32_t> gen_v(g.generated.begin(), g.generated.end());
+      out.set_attr("task", task.name);
+      out.set_attr("task_kind", std::string(task_kind_name(task.kind)));
+      out.set_attr("item", static_cast<int64_t>(cell.item));
+      out.set_attr("f1", score.f1);
+      out.set_attr("exact_match", score.exact_match);
+      out.set_attr("prompt_tokens", static_cast<int64_t>(ids.size()));
+      out.write("generated_ids", gen_v, {gen_v.size()}, "step");
+      out.write_text("response", g.response);
+      out.write_text("prediction", score.prediction);
+      return;
+    }
+
     NiahDecodeOptions decode = s.decode;
     decode.mask = mask.get();
     NiahCellResult r = run_niah_cell(*model, *builder, needles[cell.needle], cell.length, cell.depth, decode);
@@ -252,11 +434,6 @@ void AblateStage::run(pipeline::StageContext& ctx) {
       }
     }
     std::vector<int32_t> gen_v(r.generated.begin(), r.generated.end());
-    out.set_attr("model", entries[cell.model].name);
-    out.set_attr("mode", sel.mode);
-    out.set_attr("selection", sel.selection);
-    out.set_attr("k", sel.k);
-    out.set_attr("seed", sel.seed);
     out.set_attr("needle_index", static_cast<int64_t>(cell.needle));
     out.set_attr("context_length", cell.length);
     out.set_attr("depth_percent", cell.depth);
@@ -266,7 +443,6 @@ void AblateStage::run(pipeline::StageContext& ctx) {
     out.set_attr("rouge1_recall", r.rouge1_recall);
     out.set_attr("error_type", std::string(niah_error_type_name(report.type)));
     out.set_attr("sink_fraction", report.sink_fraction);
-    out.write("masked_heads", flatten(sel.heads), {sel.heads.size(), 2}, "head,layer_head");
     out.write("generated_ids", gen_v, {gen_v.size()}, "step");
     out.write_text("response", r.response);
     out.write("top_head_argmax", top_pos, {gen_v.size(), top.size()}, "step,tracked_head");
@@ -274,43 +450,127 @@ void AblateStage::run(pipeline::StageContext& ctx) {
   pipeline::CellRunStats stats = pipeline::run_cells(ctx, items, hooks);
   if (ctx.comm.rank() != 0) return;
 
-  // Summary per model: one row per (mode, selection, K): mean recall and error-type counts.
+  // Summary per model: one row per (mode, selection, K): NIAH mean recall and error-type counts, and per
+  // task the mean F1 / EM over its items. Rows are the model's selections, in order.
   pipeline::store::Group root = ctx.output->root();
   pipeline::store::Group cells = root.open_group("cells");
   pipeline::store::Group summary = root.create_group("summary");
   for (size_t m = 0; m < entries.size(); ++m) {
+    const std::vector<Selection>& sels = selections[m];
+    std::vector<double> recall_sum(sels.size(), 0.0);
+    std::vector<int64_t> n_cells(sels.size(), 0), errors(4 * sels.size(), 0);
+    // [task][selection]
+    std::vector<std::vector<double>> f1_sum(s.tasks.size(), std::vector<double>(sels.size(), 0.0));
+    std::vector<std::vector<double>> em_sum = f1_sum;
+    std::vector<std::vector<int64_t>> n_items(s.tasks.size(), std::vector<int64_t>(sels.size(), 0));
+    for (size_t i = 0; i < grid.size(); ++i) {
+      const AblateCell& c = grid[i];
+      if (c.model != m) continue;
+      pipeline::store::Group cg = cells.open_group(items[i].id);
+      if (c.kind == CellKind::kTask) {
+        f1_sum[c.task][c.selection] += cg.attr_double("f1");
+        em_sum[c.task][c.selection] += cg.attr_double("exact_match");
+        ++n_items[c.task][c.selection];
+        continue;
+      }
+      recall_sum[c.selection] += cg.attr_double("rouge1_recall");
+      ++n_cells[c.selection];
+      const std::string type = cg.attr_string("error_type");
+      for (size_t e = 0; e < 4; ++e) errors[4 * c.selection + e] += type == kErrorNames[e] ? 1 : 0;
+    }
+    const auto mean = [](double sum, int64_t n) { return n ? sum / static_cast<double>(n) : 0.0; };
+    std::vector<std::string> rows;
+    std::vector<int64_t> k_of_row;
+    std::vector<double> mean_recall;
+    for (size_t r = 0; r < sels.size(); ++r) {
+      rows.push_back(sels[r].mode + "/" + sels[r].selection);
+      k_of_row.push_back(sels[r].k);
+      mean_recall.push_back(mean(recall_sum[r], n_cells[r]));
+    }
     pipeline::store::Group g = summary.create_group(entries[m].name);
     g.write("tracked_heads", flatten(tracked[m]), {tracked[m].size(), 2}, "tracked_head,layer_head");
-    std::vector<std::string> rows;
-    std::vector<double> mean_recall;
-    std::vector<int64_t> n_cells, k_of_row, errors;
-    for (const auto& sel : selections[m]) {
-      double sum = 0;
-      int64_t n = 0;
-      std::vector<int64_t> err(4, 0);
-      for (const auto& c : grid) {
-        if (c.model != m || &selections[m][c.selection] != &sel) continue;
-        pipeline::store::Group cg = cells.open_group(cell_id(entries[m].name, sel, c));
-        sum += cg.attr_double("rouge1_recall");
-        ++n;
-        std::string type = cg.attr_string("error_type");
-        for (size_t e = 0; e < 4; ++e) err[e] += type == kErrorNames[e] ? 1 : 0;
-      }
-      rows.push_back(sel.mode + "/" + sel.selection);
-      k_of_row.push_back(sel.k);
-      mean_recall.push_back(n ? sum / static_cast<double>(n) : 0.0);
-      n_cells.push_back(n);
-      errors.insert(errors.end(), err.begin(), err.end());
-    }
     g.write_texts("rows", rows, "row");
     g.write("k", k_of_row, {k_of_row.size()}, "row");
     g.write("mean_recall", mean_recall, {mean_recall.size()}, "row");
     g.write("n_cells", n_cells, {n_cells.size()}, "row");
     g.write("error_counts", errors, {rows.size(), 4}, "row,error_type");
     g.set_attr("error_types", std::string("correct,incomplete,wrong_extraction,hallucination"));
+    if (s.tasks.empty()) continue;
+    pipeline::store::Group tasks_group = g.create_group("tasks");
+    for (size_t t = 0; t < s.tasks.size(); ++t) {
+      std::vector<double> f1, em;
+      for (size_t r = 0; r < sels.size(); ++r) {
+        f1.push_back(mean(f1_sum[t][r], n_items[t][r]));
+        em.push_back(mean(em_sum[t][r], n_items[t][r]));
+      }
+      pipeline::store::Group tg = tasks_group.create_group(s.tasks[t].name);
+      tg.set_attr("kind", std::string(task_kind_name(s.tasks[t].kind)));
+      tg.write_texts("rows", rows, "row");
+      tg.write("k", k_of_row, {k_of_row.size()}, "row");
+      tg.write("n_items", n_items[t], {n_items[t].size()}, "row");
+      tg.write("f1", f1, {f1.size()}, "row");
+      tg.write("exact_match", em, {em.size()}, "row");
+    }
   }
   pipeline::log::info("ablate: ", stats.total, " cells (", stats.already_done, " resumed)");
 }
+
+namespace {
+
+// "12.3" or, for several values, "mean (min..max)".
+std::string mean_and_spread(const std::vector<double>& v) {
+  double sum = 0;
+  for (double x : v) sum += x;
+  char text[64];
+  if (v.size() == 1) {
+    std::snprintf(text, sizeof text, "%5.1f", v.front());
+  } else {
+    std::snprintf(text, sizeof text, "%5.1f (%.1f..%.1f)", sum / static_cast<double>(v.size()),
+                  *std::min_element(v.begin(), v.end()), *std::max_element(v.begin(), v.end()));
+  }
+  return text;
+}
+
+// One line per task and row; the random draws of a (mode, K) folded into one "mode/rand*" line.
+void inspect_tasks(const pipeline::store::Group& tasks, std::ostream& out) {
+  out << "  tasks: F1 / EM in percent, mean over items (rand*: mean over seeds, min..max)\n"
+      << "    task         kind    row               K      n     F1                    EM\n";
+  for (const auto& name : tasks.children()) {
+    pipeline::store::Group t = tasks.open_group(name);
+    const std::string kind = t.attr_string("kind");
+    const auto rows = t.read_texts("rows");
+    const auto k = t.read_int64("k").data;
+    const auto n = t.read_int64("n_items").data;
+    const auto f1 = t.read_double("f1").data;
+    const auto em = t.read_double("exact_match").data;
+    // Row label -> (K, n, F1 values, EM values), in first-appearance order.
+    std::vector<std::string> order;
+    std::map<std::string, std::tuple<int64_t, int64_t, std::vector<double>, std::vector<double>>> folded;
+    for (size_t r = 0; r < rows.size(); ++r) {
+      std::string label = rows[r];
+      const size_t slash = label.find('/');
+      if (label.compare(slash + 1, 4, "rand") == 0) label = label.substr(0, slash) + "/rand*";
+      label += "@" + std::to_string(k[r]);
+      auto it = folded.find(label);
+      if (it == folded.end()) {
+        order.push_back(label);
+        it = folded.emplace(label, std::make_tuple(k[r], n[r], std::vector<double>{}, std::vector<double>{})).first;
+      }
+      std::get<2>(it->second).push_back(f1[r]);
+      std::get<3>(it->second).push_back(em[r]);
+    }
+    for (const auto& label : order) {
+      const auto& [kk, nn, f, e] = folded.at(label);
+      char line[256];
+      std::snprintf(line, sizeof line, "    %-12s %-7s %-14s %4lld %6lld   %-21s %s\n", name.c_str(), kind.c_str(),
+                    label.substr(0, label.rfind('@')).c_str(), static_cast<long long>(kk), static_cast<long long>(nn),
+                    mean_and_spread(f).c_str(), mean_and_spread(e).c_str());
+      out << line;
+    }
+  }
+}
+
+}  // namespace
 
 void AblateStage::inspect(const pipeline::store::Group& root, std::ostream& out) const {
   pipeline::store::Group summary = root.open_group("summary");
@@ -356,6 +616,7 @@ void AblateStage::inspect(const pipeline::store::Group& root, std::ostream& out)
         out << line;
       }
     }
+    if (g.has("tasks")) inspect_tasks(g.open_group("tasks"), out);
   }
 }
 

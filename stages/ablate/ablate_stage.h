@@ -3,7 +3,10 @@
 // rerun the needle-in-a-haystack grid (Paul Graham essays + the San Francisco needle by default). Each
 // cell records ROUGE-1 recall, the response, its error type, and the argmax positions of the model's
 // top retrieval heads at every decode step (for the error analysis and the failure-case figure).
-// K = 0 (no mask) is run once per model as the baseline. Layout: docs/STORE.md, ablate.h5.
+// Downstream tasks ([ablate] tasks: extractive QA, chain of thought, answer only; JSONL files) run under
+// the same head selections, one cell per item, scored by SQuAD F1 / EM (PAPER.md section 6, Figures 8 and 10).
+// Mask modes uniform (the paper's), zero, and mean (per-head mean outputs over the haystack's first
+// mean_tokens tokens). K = 0 (no mask) is run once per model as the baseline. Layout: docs/STORE.md, ablate.h5.
 #pragma once
 
 #include "pipeline/runner/stage.h"

@@ -43,19 +43,9 @@ PromptOptions prompt_options_for(const LoadedModel& model, PromptMode mode, int6
   return po;
 }
 
-NiahCellResult run_niah_cell(const LoadedModel& model, const PromptBuilder& builder, const Needle& needle,
-                             int64_t context_length, int64_t depth_percent, const NiahDecodeOptions& options) {
+GreedyText greedy_text(const LoadedModel& model, const std::vector<int64_t>& ids, const NiahDecodeOptions& options,
+                       std::optional<models::CaptureOptions> capture) {
   const models::Tokenizer& tok = *model.tokenizer;
-  NiahCellResult r;
-  r.prompt = builder.build(needle, context_length, static_cast<double>(depth_percent));
-  const int64_t T = static_cast<int64_t>(r.prompt.ids.size());
-  RHEAD_CHECK(T >= 2, pipeline::InputError, "[niah] ", model.entry.name, " L=", context_length, " depth=",
-              depth_percent, ": prompt has ", T, " tokens; expected at least 2");
-  if (r.prompt.answer_found()) {
-    r.span_begin = std::max<int64_t>(r.prompt.answer_begin, 0);
-    r.span_end = std::min<int64_t>(r.prompt.answer_end, T);
-  }
-
   models::GenerationOptions gen;
   gen.max_new_tokens = options.max_new_tokens;
   gen.mask = options.mask;
@@ -66,15 +56,35 @@ NiahCellResult run_niah_cell(const LoadedModel& model, const PromptBuilder& buil
     }
     return false;
   };
+  gen.capture = std::move(capture);
+  models::GenerationResult out = models::generate_greedy(*model.decoder, {ids}, gen);
+  GreedyText t;
+  t.generated = out.tokens.front();
+  t.response = strip(tok.decode(t.generated, /*skip_special_tokens=*/true));
+  t.capture = out.capture;
+  return t;
+}
+
+NiahCellResult run_niah_cell(const LoadedModel& model, const PromptBuilder& builder, const Needle& needle,
+                             int64_t context_length, int64_t depth_percent, const NiahDecodeOptions& options) {
+  NiahCellResult r;
+  r.prompt = builder.build(needle, context_length, static_cast<double>(depth_percent));
+  const int64_t T = static_cast<int64_t>(r.prompt.ids.size());
+  RHEAD_CHECK(T >= 2, pipeline::InputError, "[niah] ", model.entry.name, " L=", context_length, " depth=",
+              depth_percent, ": prompt has ", T, " tokens; expected at least 2");
+  if (r.prompt.answer_found()) {
+    r.span_begin = std::max<int64_t>(r.prompt.answer_begin, 0);
+    r.span_end = std::min<int64_t>(r.prompt.answer_end, T);
+  }
+
   models::CaptureOptions cap;
   cap.argmax_on_bf16_row = options.argmax_on_bf16_row;
   if (options.span_mass) cap.spans = {{r.span_begin, r.span_end}};
-  gen.capture = cap;
-  models::GenerationResult out = models::generate_greedy(*model.decoder, {r.prompt.ids}, gen);
+  GreedyText out = greedy_text(model, r.prompt.ids, options, cap);
 
-  r.generated = out.tokens.front();
+  r.generated = std::move(out.generated);
   const int64_t steps = static_cast<int64_t>(r.generated.size());
-  r.response = strip(tok.decode(r.generated, /*skip_special_tokens=*/true));
+  r.response = std::move(out.response);
   r.rouge1_recall = niah_rouge1_recall(needle.real_needle, r.response);
   r.argmax = first_steps<int32_t>(out.capture->argmax(), steps, torch::kInt32);
   if (options.span_mass) r.span_mass = first_steps<float>(out.capture->span_mass(), steps, torch::kFloat32);

@@ -1,11 +1,14 @@
 // One needle-in-a-haystack test on a loaded model, shared by generate (detection) and ablate
 // (masked NIAH): build the prompt, prefill prompt[0:T-1], greedy-decode from prompt[T-1] with the
 // attention capture fused into decoding (and an optional head mask), stop on the stop strings,
-// decode and score the response with ROUGE-1 recall.
+// decode and score the response with ROUGE-1 recall. greedy_text is the decoding part alone (ablate's
+// downstream task cells).
 #pragma once
 
 #include <torch/torch.h>
 
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,6 +36,18 @@ struct NiahCellResult {
   std::vector<int32_t> argmax;           // [steps, n_layer, n_head] argmax key positions
   std::vector<float> span_mass;          // [steps, n_layer, n_head] when requested
 };
+
+// Greedy output of one prompt, decoded.
+struct GreedyText {
+  std::vector<int64_t> generated;                     // greedy tokens (the stop token included)
+  std::string response;                               // decoded (special tokens skipped), whitespace-stripped
+  std::shared_ptr<models::AttentionCapture> capture;  // [1, max_new_tokens, L, H] when asked for
+};
+
+// prompt ids (>= 1) -> greedy decode with options' cap, stop strings and mask (argmax_on_bf16_row and
+// span_mass are the caller's business: pass its capture options, or none for no capture).
+GreedyText greedy_text(const LoadedModel& model, const std::vector<int64_t>& ids, const NiahDecodeOptions& options,
+                       std::optional<models::CaptureOptions> capture = std::nullopt);
 
 // Prompt options for one loaded model: its chat template when [model.<name>] chat = true (ConfigError
 // naming job_source when the family has none) and its period ids ([model.<name>] period_provider).

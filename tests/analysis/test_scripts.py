@@ -43,6 +43,7 @@ class Scripts(unittest.TestCase):
                  for L in (1000, 2000, 3000, 5000) for D in (0, 33.3, 66.7, 100)]
         make_stores.write_generate(os.path.join(cls.run_dir, "generate.h5"), cells,
                                    {"base": "toy", "base-chat": "toy"})
+        make_stores.write_ablate(os.path.join(cls.run_dir, "ablate.h5"), *make_stores.sample_ablate())
 
     @classmethod
     def tearDownClass(cls):
@@ -83,8 +84,41 @@ class Scripts(unittest.TestCase):
     def test_niah(self):
         self.check_script("niah_heatmap.py", ["niah_base.png", "niah_base-chat.png"])
 
+    def test_fig1(self):
+        self.check_script("fig1_masked_heatmaps.py", ["fig1_base.png", "fig1_base-chat.png"])
+        self.check_script("fig1_masked_heatmaps.py", ["fig1_base-chat.png"], "--k", "2", "--seed", "1",
+                          "--models", "base-chat")
+        r = run("fig1_masked_heatmaps.py", self.run_dir, self.tmp.name, "--k", "99")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("no masked cells with K = 99", r.stderr)
+        self.assertIn("no cells with K = 99", r.stderr)   # the per-model notes
+
+    def test_fig7(self):
+        self.check_script("fig7_niah_vs_k.py", ["fig7_niah_vs_k.png"])
+        self.check_script("fig7_niah_vs_k.py", ["fig7_niah_vs_k.png"], "--band", "std", "--models", "base")
+
+    def test_fig8(self):
+        self.check_script("fig8_qa.py", ["fig8_qa.png"])
+        self.check_script("fig8_qa.py", ["fig8_qa.png"], "--metric", "exact_match", "--band", "std")
+
+    def test_fig9(self):
+        self.check_script("fig9_errors.py", ["fig9_errors.png", "fig9_case_base.png",
+                                             "fig9_case_base-chat.png"])
+        self.check_script("fig9_errors.py", ["fig9_errors.png", "fig9_case_base.png"],
+                          "--cell", "base.zero.top.K2.n0.L8000.D0")
+        self.check_script("fig9_errors.py", ["fig9_errors.png", "fig9_case_base.png"], "--k", "10",
+                          "--models", "base")
+        r = run("fig9_errors.py", self.run_dir, self.tmp.name, "--cell", "nope")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--cell nope: no such masked-NIAH cell", r.stderr)
+
+    def test_fig10(self):
+        self.check_script("fig10_cot.py", ["fig10_cot.png"])
+        self.check_script("fig10_cot.py", ["fig10_cot.png"], "--metric", "f1")
+
     def test_help(self):
-        for s in ("fig3_bins.py", "fig4_frequency.py", "fig5_heatmaps.py", "fig6_correlation.py",
+        for s in ("fig1_masked_heatmaps.py", "fig3_bins.py", "fig4_frequency.py", "fig5_heatmaps.py",
+                  "fig6_correlation.py", "fig7_niah_vs_k.py", "fig8_qa.py", "fig9_errors.py", "fig10_cot.py",
                   "niah_heatmap.py", "report.py"):
             r = run(s, "--help")
             self.assertEqual(r.returncode, 0, s)
@@ -96,15 +130,24 @@ class Scripts(unittest.TestCase):
                                                            RHEAD_PYTHON=PY))
         self.assertEqual(r.returncode, 0, r.stderr)
         figs = os.path.join(self.run_dir, "figures")
-        for name in ("fig3_bins.png", "fig4_frequency.png", "fig5_heatmaps.png", "fig6_correlation.png",
+        for name in ("fig1_base.png", "fig1_base-chat.png", "fig3_bins.png", "fig4_frequency.png",
+                     "fig5_heatmaps.png", "fig6_correlation.png", "fig7_niah_vs_k.png", "fig8_qa.png",
+                     "fig9_errors.png", "fig9_case_base.png", "fig9_case_base-chat.png", "fig10_cot.png",
                      "niah_base.png", "niah_base-chat.png"):
             self.assert_png(os.path.join(figs, name))
         with open(os.path.join(figs, "report.md"), encoding="utf-8") as f:
             md = f.read()
         for text in ("![Figure 3", "](fig6_correlation.png)", "other odd.name", "base vs chat",
-                     "Figure 7 (", "needs `ablate.h5`", "0123456789ab", "/tmp/test/jobs/test.ini",
-                     "2024-05-01T12:00:00Z", "### Top-10 heads"):
+                     "0123456789ab", "/tmp/test/jobs/test.ini", "2024-05-01T12:00:00Z", "### Top-10 heads",
+                     "### Figure 1: ", "](fig1_base.png)", "### Figure 7: ", "](fig7_niah_vs_k.png)",
+                     "### Figure 8: ", "### Figure 9: ", "](fig9_case_base.png)", "### Figure 10: ",
+                     "## Masked needle in a haystack (ablate.h5)", "## Downstream tasks under masking",
+                     # base, uniform, K = 10: top-K 41.7 (synthetic grid), errors 2 / 2 / 4 of 12 cells
+                     "| uniform | 10 | 41.7 |", "| 2 / 2 / 4 |",
+                     "| base-chat | extractqa | qa | none | 0 | 4 | 56.0 |"):
             self.assertIn(text, md)
+        self.assertNotIn("Not drawn", md)
+        self.assertNotIn("disagree", md)
 
 
 class MissingStores(unittest.TestCase):
@@ -129,8 +172,59 @@ class MissingStores(unittest.TestCase):
             self.assertIn("NIAH (needle-in-a-haystack ROUGE-1 heatmaps (depth x length)): needs `generate.h5`", md)
             self.assertIn("Figure 6 (model x model Pearson correlation of head maps): `correlate.h5` unusable", md)
             self.assertIn("Figure 1 (", md)
+            self.assertIn("Figure 10 (chain of thought vs answer only under masking): needs `ablate.h5`", md)
             self.assertFalse(os.path.exists(os.path.join(d, "figures", "fig6_correlation.png")))
             self.assertFalse(any(n.startswith("niah_") for n in os.listdir(os.path.join(d, "figures"))))
+
+
+class PartialAblateStores(unittest.TestCase):
+    """Ablate stores with masked NIAH only (and a summary that disagrees with its cells) or tasks only:
+    the figures without data are skipped with a one-line note, the mismatch is reported."""
+
+    def test_task_figures_skipped_with_a_note_and_mismatch_reported(self):
+        with tempfile.TemporaryDirectory() as d:
+            cells, _, tracked = make_stores.sample_ablate(models=(("m", ("uniform",)),), ks=(2, 5), seeds=2,
+                                                          lengths=(1000, 2000), depths=(0, 100))
+            make_stores.write_ablate(os.path.join(d, "ablate.h5"), cells, (), tracked,
+                                     summary_delta={("m", "uniform/rand1", 5): -3.0})
+            for script in ("fig8_qa.py", "fig10_cot.py"):
+                r = run(script, d, d)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(r.stdout, "")
+                self.assertIn("nothing to draw", r.stderr)
+                self.assertNotIn("Traceback", r.stderr)
+            r = run("fig7_niah_vs_k.py", d, d)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("note: Figure 7: m: /summary disagrees with the cells (1 rows)", r.stderr)
+            r = run("report.py", d)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with open(os.path.join(d, "figures", "report.md"), encoding="utf-8") as f:
+                md = f.read()
+            self.assertIn("Downstream tasks: none in `ablate.h5` (Figures 8 and 10 not drawn).", md)
+            self.assertIn("- Figure 8 (extractive QA F1 vs number of masked heads, retrieval vs random): "
+                          "nothing to draw:", md)
+            self.assertIn('has no task of kind "cot" or "direct"', md)
+            self.assertIn("**/summary disagrees with the cells** (1 rows): row uniform/rand1 K=5", md)
+            self.assertIn("- note: Figure 7: m: /summary disagrees", md)
+            for name in ("fig1_m.png", "fig7_niah_vs_k.png", "fig9_errors.png", "fig9_case_m.png"):
+                self.assertTrue(os.path.isfile(os.path.join(d, "figures", name)), name)
+            self.assertFalse(os.path.exists(os.path.join(d, "figures", "fig8_qa.png")))
+
+    def test_tasks_only_store_draws_the_task_figures_and_skips_the_niah_ones(self):
+        with tempfile.TemporaryDirectory() as d:
+            _, tasks, tracked = make_stores.sample_ablate(models=(("t", ("uniform",)),), task_models=("t",))
+            make_stores.write_ablate(os.path.join(d, "ablate.h5"), [], tasks, tracked)
+            r = run("report.py", d)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with open(os.path.join(d, "figures", "report.md"), encoding="utf-8") as f:
+                md = f.read()
+            for fig in ("Figure 1", "Figure 7", "Figure 9"):
+                self.assertRegex(md, rf"- {fig} \([^\n]*\): nothing to draw: ")
+            self.assertIn("No masked-NIAH rows in this store (tasks only).", md)
+            self.assertIn("| t | gsm8k_cot | cot | none | 0 | 4 |", md)
+            self.assertNotIn("disagree", md)
+            for name in ("fig8_qa.png", "fig10_cot.png"):
+                self.assertTrue(os.path.isfile(os.path.join(d, "figures", name)), name)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,365 @@
+#include "stages/train/toy_world.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include "models/tokenizer/tokenizer.h"
+#include "pipeline/core/error.h"
+
+namespace stages {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// Prompt words of the pipeline's templates (stages/generate/prompt_builder.h, the llama chat template, the
+// ablate task prompt), the needle / task sentences, and the specials. Order fixes the token ids.
+const std::vector<std::string> kSpecials = {"<unk>", "<s>", "</s>"};
+const std::vector<std::string> kFrame = {
+    "Based", "on", "the", "content", "of", "book,", "Question:", "Answer:", "<book>", "</book>", "[INST]", "[/INST]",
+    "?", ".", "what", "is", "goes", "with", "remember", "home", "called", "where", "does", "live", "lives", "in", "road", "from", "lead", "leads",
+    "to", "after", "two", "steps", "so", "answer", "think", "step", "by", "directly", "a", "and"};
+const std::vector<std::string> kAdjectives = {"old", "young", "big", "small", "red", "green", "quiet", "happy",
+                                              "brave", "tired", "bright", "dark", "tall", "short", "warm", "cold"};
+const std::vector<std::string> kNouns = {"farmer", "baker", "teacher", "child", "king", "queen", "dog", "cat",
+                                         "horse", "bird", "fox", "wolf", "boat", "house", "garden", "bridge",
+                                         "tower", "field", "forest", "river", "hill", "lake", "barn", "mill"};
+const std::vector<std::string> kVerbs = {"paints", "builds", "visits", "watches", "follows", "carries",
+                                         "finds", "sees", "helps", "calls", "meets", "feeds", "pulls", "pushes",
+                                         "hides", "holds"};
+const std::vector<std::string> kPrepositions = {"near", "under", "behind", "beside", "above", "across", "through",
+                                                "around"};
+const std::vector<std::string> kAdverbs = {"slowly", "quickly", "often", "rarely", "gladly", "quietly"};
+const std::vector<std::string> kKeys = {
+    "alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda", "mu", "nu", "xi",
+    "omicron", "pi", "rho", "sigma", "tau", "upsilon", "phi", "chi", "psi", "omega", "vega", "rigel", "sirius",
+    "altair", "deneb", "mira", "polaris", "castor", "pollux", "spica", "antares", "canopus", "arcturus", "capella",
+    "procyon", "regulus"};
+const std::vector<std::string> kValues = {
+    "ruby", "jade", "pearl", "opal", "onyx", "amber", "coral", "ivory", "silver", "gold", "copper", "iron", "tin",
+    "zinc", "cobalt", "nickel", "lilac", "violet", "indigo", "scarlet", "crimson", "azure", "teal", "olive",
+    "ochre", "umber", "sepia", "mauve", "cyan", "magenta", "saffron", "lemon", "mint", "plum", "peach", "cherry",
+    "melon", "grape", "lime", "fig"};
+const std::vector<std::string> kTowns = {"oslo", "rome", "paris", "lima", "cairo", "delhi", "tokyo", "quito",
+                                         "dakar", "hanoi", "kyiv", "riga", "sofia", "tunis", "lagos", "perth"};
+
+const char* kNiahQuestionPrefix = "Based on the content of the book, Question:";
+const char* kCotPrompt = "think step by step .";
+const char* kDirectPrompt = "answer directly .";
+
+std::string join(const std::vector<std::string>& words) {
+  std::string out;
+  for (const auto& w : words) {
+    if (!out.empty()) out += ' ';
+    out += w;
+  }
+  return out;
+}
+
+std::vector<std::string> split(const std::string& text) {
+  std::istringstream in(text);
+  std::vector<std::string> out;
+  for (std::string w; in >> w;) out.push_back(w);
+  return out;
+}
+
+bool chance(SplitMix64& rng, double p) { return static_cast<double>(rng.next() >> 11) * 0x1.0p-53 < p; }
+
+void append(TrainingSequence& out, const std::vector<int64_t>& ids, float weight) {
+  out.ids.insert(out.ids.end(), ids.begin(), ids.end());
+  out.weights.insert(out.weights.end(), ids.size(), weight);
+}
+
+// Positions (word indices) just after each "." of a filler text: where a needle may go.
+std::vector<size_t> sentence_starts(const std::vector<std::string>& words) {
+  std::vector<size_t> out = {0};
+  for (size_t i = 0; i < words.size(); ++i) {
+    if (words[i] == ".") out.push_back(i + 1);
+  }
+  return out;
+}
+
+void write_text(const fs::path& path, const std::string& text) {
+  std::ofstream f(path, std::ios::binary);
+  f << text;
+  RHEAD_CHECK(f.good(), pipeline::InputError, "[train] cannot write ", path.string());
+}
+
+}  // namespace
+
+ToyWorld::ToyWorld(uint64_t seed) : m_keys(kKeys), m_values(kValues), m_towns(kTowns) {
+  for (const auto* list : {&kSpecials, &kFrame, &kAdjectives, &kNouns, &kVerbs, &kPrepositions, &kAdverbs, &kKeys,
+                           &kValues, &kTowns}) {
+    for (const auto& w : *list) {
+      if (m_ids.count(w)) continue;
+      m_ids[w] = static_cast<int64_t>(m_vocab.size());
+      m_vocab.push_back(w);
+    }
+  }
+  // The road map: one random cycle through every town (so two steps never return to the start).
+  SplitMix64 rng(seed ^ 0x726f6164ull);
+  std::vector<std::string> order = m_towns;
+  for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.uniform_below(i)]);
+  for (size_t i = 0; i < order.size(); ++i) m_road[order[i]] = order[(i + 1) % order.size()];
+}
+
+int64_t ToyWorld::id(const std::string& word) const {
+  auto it = m_ids.find(word);
+  RHEAD_CHECK(it != m_ids.end(), pipeline::InputError, "[train] toy world: '", word, "' is not in the vocabulary");
+  return it->second;
+}
+
+std::vector<int64_t> ToyWorld::ids(const std::string& text) const {
+  std::vector<int64_t> out;
+  for (const auto& w : split(text)) out.push_back(id(w));
+  return out;
+}
+
+std::string ToyWorld::pick(SplitMix64& rng, const std::vector<std::string>& words) const {
+  return words[rng.uniform_below(words.size())];
+}
+
+std::string ToyWorld::filler_sentence(SplitMix64& rng) const {
+  std::vector<std::string> w;
+  switch (rng.uniform_below(4)) {
+    case 0:
+      w = {"the", pick(rng, kAdjectives), pick(rng, kNouns), pick(rng, kVerbs), "the", pick(rng, kNouns)};
+      break;
+    case 1:
+      w = {"the", pick(rng, kNouns), pick(rng, kVerbs), "the", pick(rng, kAdjectives), pick(rng, kNouns),
+           pick(rng, kPrepositions), "the", pick(rng, kNouns)};
+      break;
+    case 2:
+      w = {"a", pick(rng, kNouns), pick(rng, kAdverbs), pick(rng, kVerbs), "a", pick(rng, kNouns)};
+      break;
+    default:
+      w = {"the", pick(rng, kAdjectives), pick(rng, kNouns), "and", "the", pick(rng, kNouns), pick(rng, kVerbs),
+           "the", pick(rng, kNouns)};
+  }
+  w.push_back(".");
+  return join(w);
+}
+
+std::string ToyWorld::filler(SplitMix64& rng, int64_t min_words) const {
+  std::string out;
+  int64_t n = 0;
+  while (n < min_words) {
+    std::string s = filler_sentence(rng);
+    n += static_cast<int64_t>(split(s).size());
+    out += (out.empty() ? "" : " ") + s;
+  }
+  return out;
+}
+
+ToyWorld::KeyValue ToyWorld::draw_key_value(SplitMix64& rng, int value_words) const {
+  KeyValue kv;
+  kv.key = pick(rng, m_keys);
+  for (int i = 0; i < value_words; ++i) kv.value.push_back(pick(rng, m_values));
+  return kv;
+}
+
+std::string ToyWorld::town_after(const std::string& town) const { return m_road.at(town); }
+
+std::vector<std::string> ToyWorld::needle_words(const KeyValue& kv) const {
+  std::vector<std::string> w = {"remember", kv.key};
+  w.insert(w.end(), kv.value.begin(), kv.value.end());
+  w.push_back(".");
+  return w;
+}
+
+std::vector<std::string> ToyWorld::question_words(const KeyValue& kv) const {
+  return {"what", "goes", "with", kv.key, "?"};
+}
+
+void ToyWorld::append_item(const std::string& prompt, const std::string& answer, bool chat, float answer_weight,
+                           TrainingSequence& out) const {
+  // Base: BOS + prompt + answer </s>; chat: [INST] prompt [/INST] answer </s> (no BOS, as the templates).
+  if (chat) {
+    append(out, ids("[INST] " + prompt + " [/INST]"), 1.0f);
+  } else {
+    append(out, {bos()}, 1.0f);
+    append(out, ids(prompt), 1.0f);
+  }
+  append(out, ids(answer + " </s>"), answer_weight);
+}
+
+void ToyWorld::append_niah(SplitMix64& rng, int64_t length, const TrainingMix& mix, TrainingSequence& out) const {
+  // Needles with distinct keys, then questions about several of them (the NIAH template), as in
+  // multi-query associative recall: many recall targets per sequence make the skill emerge in few steps,
+  // and distractor needles force the model to match the key rather than copy the only needle there is.
+  // The question blocks may take at most a third of the sequence.
+  const int n_needles = 1 + static_cast<int>(rng.uniform_below(6));
+  std::vector<KeyValue> needles;
+  while (static_cast<int>(needles.size()) < n_needles) {
+    KeyValue kv = draw_key_value(rng, 2 + static_cast<int>(rng.uniform_below(3)));
+    bool fresh = std::none_of(needles.begin(), needles.end(), [&](const KeyValue& o) { return o.key == kv.key; });
+    if (fresh) needles.push_back(kv);
+  }
+  std::vector<size_t> order(needles.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng.uniform_below(i)]);
+  const size_t n_questions = mix.chat ? 1 : order.size();
+  std::vector<std::pair<std::vector<int64_t>, std::vector<int64_t>>> blocks;  // question ids, answer ids
+  int64_t block_tokens = 0;
+  for (size_t q = 0; q < n_questions; ++q) {
+    const KeyValue& kv = needles[order[q]];
+    std::string question = std::string(kNiahQuestionPrefix) + " " + join(question_words(kv)) + " Answer:";
+    std::vector<int64_t> qi = ids(mix.chat ? "</book> " + question + " [/INST]" : question);
+    std::vector<int64_t> ai = ids(kv.key + " " + join(kv.value) + " .");
+    if (!blocks.empty() && 3 * (block_tokens + static_cast<int64_t>(qi.size() + ai.size())) > length) break;
+    block_tokens += static_cast<int64_t>(qi.size() + ai.size());
+    blocks.emplace_back(qi, ai);
+  }
+  const int64_t head = mix.chat ? 2 : 1;  // "[INST] <book>" or BOS
+  int64_t needle_tokens = 0;
+  for (const auto& kv : needles) needle_tokens += static_cast<int64_t>(needle_words(kv).size());
+  const int64_t context_tokens = length - static_cast<int64_t>(out.ids.size()) - head - block_tokens;
+  RHEAD_CHECK(context_tokens > needle_tokens + 8, pipeline::InputError, "[train] toy world: sequence length ",
+              length, " is too short for a needle-in-a-haystack sample");
+
+  // Filler cut to size at a sentence end, needles spliced in at random sentence starts.
+  std::vector<std::string> words = split(filler(rng, context_tokens - needle_tokens));
+  words.resize(static_cast<size_t>(context_tokens - needle_tokens));
+  std::vector<size_t> starts = sentence_starts(words);
+  std::vector<size_t> at;
+  for (size_t i = 0; i < needles.size(); ++i) at.push_back(starts[rng.uniform_below(starts.size())]);
+  std::sort(at.begin(), at.end());
+  std::vector<std::string> context;
+  size_t next = 0;
+  for (size_t i = 0; i < words.size() || next < needles.size(); ++i) {
+    while (next < needles.size() && at[next] == i) {
+      auto nw = needle_words(needles[next++]);
+      context.insert(context.end(), nw.begin(), nw.end());
+    }
+    if (i < words.size()) context.push_back(words[i]);
+  }
+  if (mix.chat) {
+    append(out, ids("[INST] <book>"), 1.0f);
+  } else {
+    append(out, {bos()}, 1.0f);
+  }
+  append(out, ids(join(context)), 1.0f);
+  for (const auto& [qi, ai] : blocks) {
+    append(out, qi, 1.0f);
+    append(out, ai, mix.answer_weight);
+  }
+}
+
+std::pair<std::string, std::string> ToyWorld::qa_item(SplitMix64& rng, int64_t context_words) const {
+  const int n_facts = 2 + static_cast<int>(rng.uniform_below(3));
+  std::vector<KeyValue> facts;
+  while (static_cast<int>(facts.size()) < n_facts) {
+    KeyValue kv = draw_key_value(rng, 2);
+    if (std::none_of(facts.begin(), facts.end(), [&](const KeyValue& o) { return o.key == kv.key; })) {
+      facts.push_back(kv);
+    }
+  }
+  std::vector<std::string> sentences;
+  for (const auto& s : split(filler(rng, context_words))) {
+    if (sentences.empty() || sentences.back().back() == '.') {
+      sentences.push_back(s);
+    } else {
+      sentences.back() += " " + s;
+    }
+  }
+  for (const auto& kv : facts) {
+    size_t pos = rng.uniform_below(sentences.size() + 1);
+    sentences.insert(sentences.begin() + static_cast<std::ptrdiff_t>(pos),
+                     "the home called " + kv.key + " " + join(kv.value) + " .");
+  }
+  const KeyValue& asked = facts[rng.uniform_below(facts.size())];
+  std::string prompt = join(sentences) + " Question: where does " + asked.key + " live ? Answer:";
+  return {prompt, asked.key + " " + join(asked.value)};
+}
+
+std::pair<std::string, std::string> ToyWorld::reasoning_item(SplitMix64& rng, bool cot) const {
+  const std::string t = pick(rng, m_towns), u = town_after(t), w = town_after(u);
+  std::string prompt = std::string(cot ? kCotPrompt : kDirectPrompt) + " Question: where does the road from " + t +
+                       " lead after two steps ? Answer:";
+  std::string answer =
+      cot ? t + " leads to " + u + " . " + u + " leads to " + w + " . so the answer is " + w : "the answer is " + w;
+  return {prompt, answer};
+}
+
+TrainingSequence ToyWorld::sample(SplitMix64& rng, int64_t length, const TrainingMix& mix) const {
+  TrainingSequence out;
+  const double total = mix.niah + mix.qa + mix.reasoning;
+  const double u = static_cast<double>(rng.next() >> 11) * 0x1.0p-53 * total;
+  if (u < mix.niah) {
+    append_niah(rng, length, mix, out);
+  } else {
+    // Packed task items until the next one would not fit; filler (weight 1) pads the rest.
+    const bool qa = u < mix.niah + mix.qa;
+    for (;;) {
+      auto [prompt, answer] = qa ? qa_item(rng, 30 + static_cast<int64_t>(rng.uniform_below(90)))
+                                 : reasoning_item(rng, chance(rng, 0.5));
+      TrainingSequence item;
+      append_item(prompt, answer, mix.chat, mix.answer_weight, item);
+      if (out.ids.size() + item.ids.size() > static_cast<size_t>(length)) break;
+      append(out, item.ids, 1.0f);
+      std::copy(item.weights.begin(), item.weights.end(), out.weights.end() - static_cast<std::ptrdiff_t>(item.weights.size()));
+    }
+    while (static_cast<int64_t>(out.ids.size()) < length) append(out, ids(filler_sentence(rng)), 1.0f);
+  }
+  out.ids.resize(static_cast<size_t>(length));
+  out.weights.resize(static_cast<size_t>(length));
+  return out;
+}
+
+void ToyWorld::write_tokenizer(const fs::path& model_dir) const {
+  fs::create_directories(model_dir);
+  models::write_wordlevel_tokenizer_json(model_dir / "tokenizer.json", m_vocab, "<unk>", {"<s>", "</s>"});
+  models::TokenizerConfigSpec tc;
+  tc.bos_token = "<s>";
+  tc.eos_token = "</s>";
+  tc.unk_token = "<unk>";
+  models::write_tokenizer_config_json(model_dir / "tokenizer_config.json", tc);
+}
+
+void ToyWorld::write_files(const fs::path& dir, int64_t qa_items, int64_t reasoning_items,
+                           int64_t qa_context_words) const {
+  // Evaluation material comes from its own stream: never a training sample.
+  SplitMix64 rng(0x6576616c ^ static_cast<uint64_t>(m_road.size()) ^ (id(m_road.begin()->second) << 20));
+  fs::create_directories(dir / "haystack");
+  fs::create_directories(dir / "tasks");
+  for (int i = 1; i <= 3; ++i) {
+    write_text(dir / "haystack" / ("essay" + std::to_string(i) + ".txt"), filler(rng, 2500) + "\n");
+  }
+  auto needle_line = [&](const KeyValue& kv) {
+    nlohmann::json j = {{"needle", join(needle_words(kv))},
+                        {"question", join(question_words(kv))},
+                        {"real_needle", join(kv.value)}};
+    return j.dump() + "\n";
+  };
+  std::string needles;
+  for (int i = 0; i < 3; ++i) needles += needle_line(draw_key_value(rng, 3));
+  write_text(dir / "needles.jsonl", needles);
+  write_text(dir / "ablate_needles.jsonl", needle_line(draw_key_value(rng, 4)));
+
+  std::string qa, cot, direct;
+  for (int64_t i = 0; i < qa_items; ++i) {
+    auto [prompt, answer] = qa_item(rng, qa_context_words);
+    // Split the packed prompt back into the task-file fields (context, question).
+    const std::string marker = " Question: ";
+    size_t q = prompt.find(marker);
+    std::string question = prompt.substr(q + marker.size());
+    question = question.substr(0, question.rfind(" Answer:"));
+    qa += nlohmann::json{{"context", prompt.substr(0, q)}, {"question", question}, {"answers", {answer}}}.dump() +
+          "\n";
+  }
+  for (int64_t i = 0; i < reasoning_items; ++i) {
+    const std::string t = m_towns[static_cast<size_t>(i) % m_towns.size()];
+    const std::string question = "where does the road from " + t + " lead after two steps ?";
+    const std::string answer = town_after(town_after(t));
+    cot += nlohmann::json{{"prompt", kCotPrompt}, {"question", question}, {"answer", answer}}.dump() + "\n";
+    direct += nlohmann::json{{"prompt", kDirectPrompt}, {"question", question}, {"answer", answer}}.dump() + "\n";
+  }
+  write_text(dir / "tasks" / "qa.jsonl", qa);
+  write_text(dir / "tasks" / "reasoning_cot.jsonl", cot);
+  write_text(dir / "tasks" / "reasoning_direct.jsonl", direct);
+}
+
+}  // namespace stages

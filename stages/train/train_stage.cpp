@@ -1,0 +1,450 @@
+#include "stages/train/train_stage.h"
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <iomanip>
+#include <sstream>
+
+#include "models/checkpoint.h"
+#include "models/model_config.h"
+#include "models/trainable.h"
+#include "pipeline/core/error.h"
+#include "pipeline/core/logging.h"
+#include "stages/train/toy_world.h"
+
+namespace stages {
+
+namespace fs = std::filesystem;
+using pipeline::ConfigError;
+using pipeline::KeyType;
+
+namespace {
+
+const std::vector<std::string> kZoo = {"base", "long", "chat", "moe", "other"};
+
+struct TrainSettings {
+  fs::path out;  // zoo folder: <out>/<model>, <out>/world
+  std::vector<std::string> models;
+  int64_t hidden = 0, layers = 0, heads = 0, kv_heads = 0, ffn = 0;
+  int64_t context = 0, long_factor = 0, batch = 0, long_batch = 0, eval_every = 0, n_expert = 0;
+  double rope_theta = 0, long_rope_theta = 0, lr = 0, finetune_lr = 0, answer_weight = 0;
+  std::vector<double> mix;  // niah, qa, reasoning
+  std::map<std::string, int64_t> steps;
+  std::string other_family;
+  int64_t qa_items = 0, reasoning_items = 0, qa_context_words = 0;
+  uint64_t seed = 0;
+};
+
+TrainSettings read_settings(const pipeline::Config& c, const fs::path& run_dir) {
+  TrainSettings s;
+  std::string out = c.get_string("train.out");
+  s.out = out.empty() ? run_dir / "zoo" : fs::path(out);
+  s.models = c.get_strings("train.models");
+  s.hidden = c.get_int("train.hidden");
+  s.layers = c.get_int("train.layers");
+  s.heads = c.get_int("train.heads");
+  s.kv_heads = c.get_int("train.kv_heads");
+  s.ffn = c.get_int("train.ffn");
+  s.context = c.get_int("train.context");
+  s.long_factor = c.get_int("train.long_factor");
+  s.batch = c.get_int("train.batch");
+  s.long_batch = c.get_int("train.long_batch");
+  s.eval_every = c.get_int("train.eval_every");
+  s.n_expert = c.get_int("train.experts");
+  s.rope_theta = c.get_float("train.rope_theta");
+  s.long_rope_theta = c.get_float("train.long_rope_theta");
+  s.lr = c.get_float("train.lr");
+  s.finetune_lr = c.get_float("train.finetune_lr");
+  s.answer_weight = c.get_float("train.answer_weight");
+  s.mix = c.get_floats("train.mix");
+  for (const auto& m : kZoo) s.steps[m] = c.get_int("train." + m + "_steps");
+  s.other_family = c.get_string("train.other_family");
+  s.qa_items = c.get_int("train.qa_items");
+  s.reasoning_items = c.get_int("train.reasoning_items");
+  s.qa_context_words = c.get_int("train.qa_context_words");
+  s.seed = static_cast<uint64_t>(c.get_int("job.seed"));
+  return s;
+}
+
+uint64_t fnv1a(const std::string& text) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char ch : text) h = (h ^ ch) * 0x100000001b3ull;
+  return h;
+}
+
+uint64_t name_seed(uint64_t seed, const std::string& name) { return seed ^ fnv1a(name); }
+
+// One model's recipe: where it starts, its architecture, data and schedule.
+struct Recipe {
+  std::string name;
+  std::string parent;      // "" = from scratch
+  std::string family;      // llama, mixtral, qwen2
+  int64_t context = 0;     // training sequence length = max_position_embeddings
+  double rope_theta = 0;
+  int64_t batch = 0;
+  int64_t steps = 0;
+  double lr = 0;
+  uint64_t init_seed = 0;  // fresh weights / router
+  TrainingMix mix;
+
+  std::string describe(const TrainSettings& s) const {
+    std::ostringstream o;
+    o << "toyzoo-v4 " << name << " parent=" << parent << " family=" << family << " ctx=" << context
+      << " theta=" << rope_theta << " batch=" << batch << " steps=" << steps << " lr=" << lr << " seed=" << init_seed
+      << " mix=" << mix.niah << "/" << mix.qa << "/" << mix.reasoning << "/" << mix.chat << "/" << mix.answer_weight
+      << " dims=" << s.hidden << "x" << s.layers << "x" << s.heads << "/" << s.kv_heads << "x" << s.ffn
+      << " experts=" << s.n_expert << " world=" << s.seed;
+    return o.str();
+  }
+};
+
+Recipe recipe_for(const std::string& name, const TrainSettings& s) {
+  Recipe r;
+  r.name = name;
+  r.family = "llama";
+  r.context = s.context;
+  r.rope_theta = s.rope_theta;
+  r.batch = s.batch;
+  r.steps = s.steps.at(name);
+  r.lr = s.lr;
+  r.init_seed = name_seed(s.seed, name);
+  r.mix.answer_weight = static_cast<float>(s.answer_weight);
+  r.mix.niah = s.mix.at(0);
+  r.mix.qa = s.mix.at(1);
+  r.mix.reasoning = s.mix.at(2);
+  if (name == "other") r.family = s.other_family;
+  if (name == "long" || name == "chat" || name == "moe") {
+    r.parent = "base";
+    r.lr = s.finetune_lr;
+  }
+  if (name == "long") {
+    r.context = s.context * s.long_factor;
+    r.rope_theta = s.long_rope_theta;
+    r.batch = s.long_batch;
+  }
+  if (name == "chat") r.mix.chat = true;
+  if (name == "moe") r.family = "mixtral";
+  return r;
+}
+
+models::ModelSpec spec_for(const Recipe& r, const TrainSettings& s, int64_t vocab_size) {
+  nlohmann::json cfg = {{"hidden_size", s.hidden},
+                        {"intermediate_size", s.ffn},
+                        {"num_hidden_layers", s.layers},
+                        {"num_attention_heads", s.heads},
+                        {"num_key_value_heads", s.kv_heads},
+                        {"rms_norm_eps", 1e-5},
+                        {"rope_theta", r.rope_theta},
+                        {"max_position_embeddings", r.context},
+                        {"vocab_size", vocab_size},
+                        {"tie_word_embeddings", false},
+                        {"bos_token_id", 1},
+                        {"eos_token_id", 2},
+                        {"torch_dtype", "float32"}};
+  if (r.family == "llama") {
+    cfg["architectures"] = {"LlamaForCausalLM"};
+    cfg["model_type"] = "llama";
+  } else if (r.family == "mixtral") {
+    cfg["architectures"] = {"MixtralForCausalLM"};
+    cfg["model_type"] = "mixtral";
+    cfg["num_local_experts"] = s.n_expert;
+    cfg["num_experts_per_tok"] = 2;
+    cfg["sliding_window"] = nullptr;
+  } else if (r.family == "qwen2") {
+    cfg["architectures"] = {"Qwen2ForCausalLM"};
+    cfg["model_type"] = "qwen2";
+    cfg["use_sliding_window"] = false;
+  }
+  return models::model_spec_from_config(cfg, models::load_family(r.family), "toy zoo '" + r.name + "'");
+}
+
+// Teacher-forced accuracy on answer tokens (weight == answer weight) of a fixed held-out batch.
+double answer_accuracy(const models::TrainableModel& model, const torch::Tensor& ids, const torch::Tensor& is_answer) {
+  torch::NoGradGuard no_grad;
+  auto logits = model.forward(ids.narrow(1, 0, ids.size(1) - 1));
+  auto hit = (logits.argmax(-1) == ids.narrow(1, 1, ids.size(1) - 1)) & is_answer;
+  return hit.sum().item<double>() / std::max(1.0, is_answer.sum().item<double>());
+}
+
+struct Batch {
+  torch::Tensor ids;      // [B, T] int64
+  torch::Tensor weights;  // [B, T-1] fp32: weight of predicting ids[:, 1:]
+};
+
+Batch make_batch(const ToyWorld& world, SplitMix64& rng, int64_t batch, int64_t length, const TrainingMix& mix) {
+  std::vector<int64_t> ids;
+  std::vector<float> weights;
+  for (int64_t b = 0; b < batch; ++b) {
+    TrainingSequence seq = world.sample(rng, length, mix);
+    ids.insert(ids.end(), seq.ids.begin(), seq.ids.end());
+    weights.insert(weights.end(), seq.weights.begin() + 1, seq.weights.end());
+  }
+  Batch out;
+  out.ids = torch::tensor(ids, torch::kInt64).view({batch, length});
+  out.weights = torch::tensor(weights, torch::kFloat32).view({batch, length - 1});
+  return out;
+}
+
+struct TrainLog {
+  std::vector<double> loss;                       // per step
+  std::vector<std::pair<int64_t, double>> accuracy;  // (step, held-out answer-token accuracy)
+  double seconds = 0;
+  int64_t parameters = 0;
+};
+
+TrainLog train_model(const Recipe& r, const TrainSettings& s, const ToyWorld& world, const fs::path& zoo,
+                     const std::string& rank_tag) {
+  const models::ModelSpec spec = spec_for(r, s, static_cast<int64_t>(world.vocab().size()));
+  std::unique_ptr<models::TrainableModel> model;
+  if (r.parent.empty()) {
+    model = std::make_unique<models::TrainableModel>(spec, r.init_seed);
+  } else {
+    models::ModelFolder parent = models::load_model_folder(zoo / r.parent);
+    models::TensorMap tensors;
+    for (const auto& n : parent.names()) tensors[n] = parent.tensor(n).clone();
+    if (spec.mlp == models::MlpKind::SparseMoe) {
+      tensors = models::upcycle_to_moe(parent.spec, tensors, spec, r.init_seed);
+    }
+    model = std::make_unique<models::TrainableModel>(spec, tensors);
+  }
+  TrainLog log;
+  log.parameters = model->parameter_count();
+  auto params = model->parameters();
+  torch::optim::AdamW opt(params, torch::optim::AdamWOptions(r.lr).betas({0.9, 0.95}).weight_decay(0.01));
+
+  // Held out: needle-in-a-haystack samples only (the ability the zoo exists for), at full context.
+  SplitMix64 val_rng(r.init_seed ^ 0x76616cull);
+  TrainingMix val_mix = r.mix;
+  val_mix.niah = 1.0;
+  val_mix.qa = val_mix.reasoning = 0.0;
+  Batch val = make_batch(world, val_rng, 16, r.context, val_mix);
+  torch::Tensor val_answer = val.weights == static_cast<float>(r.mix.answer_weight);
+
+  SplitMix64 rng(r.init_seed ^ 0x747261696eull);
+  const int64_t warmup = std::min<int64_t>(50, r.steps / 10 + 1);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
+  double last_report = 0;
+  for (int64_t step = 0; step < r.steps; ++step) {
+    // Linear warm-up, cosine decay to 10 %.
+    double lr = step < warmup ? r.lr * static_cast<double>(step + 1) / static_cast<double>(warmup)
+                              : r.lr * (0.1 + 0.45 * (1 + std::cos(M_PI * static_cast<double>(step - warmup) /
+                                                                    static_cast<double>(std::max<int64_t>(1, r.steps - warmup)))));
+    for (auto& group : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+    // Length curriculum for models trained from scratch: short sequences first (cheap steps, and recall
+    // over short distances is learned first), the full context from half-way on.
+    int64_t length = r.context;
+    if (r.parent.empty() && step < r.steps / 2) {
+      length = std::max<int64_t>(128, r.context * (1 + 3 * step / std::max<int64_t>(1, r.steps / 2)) / 4);
+    }
+    Batch b = make_batch(world, rng, r.batch * r.context / length, length, r.mix);
+    auto logits = model->forward(b.ids.narrow(1, 0, length - 1));  // [B, T-1, V]
+    auto nll = torch::nn::functional::cross_entropy(
+        logits.reshape({-1, logits.size(-1)}), b.ids.narrow(1, 1, length - 1).reshape({-1}),
+        torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+    auto w = b.weights.reshape({-1});
+    auto loss = (nll * w).sum() / w.sum();
+    opt.zero_grad();
+    loss.backward();
+    torch::nn::utils::clip_grad_norm_(params, 1.0);
+    opt.step();
+    log.loss.push_back(loss.item<double>());
+    const bool last = step + 1 == r.steps;
+    if ((s.eval_every > 0 && (step + 1) % s.eval_every == 0) || last) {
+      log.accuracy.emplace_back(step + 1, answer_accuracy(*model, val.ids, val_answer));
+    }
+    if (elapsed() - last_report > 10.0 || last) {
+      last_report = elapsed();
+      const double rate = static_cast<double>(step + 1) / elapsed();
+      std::ostringstream acc;
+      if (!log.accuracy.empty()) acc << ", held-out NIAH answer accuracy " << std::fixed << std::setprecision(3) << log.accuracy.back().second
+                                      << " (step " << log.accuracy.back().first << ")";
+      pipeline::log::info("train ", r.name, rank_tag, ": step ", step + 1, "/", r.steps, ", loss ", std::fixed,
+                          std::setprecision(3), log.loss.back(), acc.str(), ", ", std::setprecision(2), rate,
+                          " steps/s, ETA ", std::setprecision(0), static_cast<double>(r.steps - step - 1) / rate, " s");
+    }
+  }
+  log.seconds = elapsed();
+
+  // Save atomically: <name>.partial, then rename; train_meta.json is the completion marker.
+  const fs::path dir = zoo / r.name, tmp = zoo / (r.name + ".partial");
+  fs::remove_all(tmp);
+  models::save_model_folder(tmp, spec, model->tensors());
+  world.write_tokenizer(tmp);
+  nlohmann::json meta = {{"recipe", r.describe(s)},
+                         {"recipe_hash", std::to_string(fnv1a(r.describe(s)))},
+                         {"seconds", log.seconds},
+                         {"parameters", log.parameters},
+                         {"loss", log.loss}};
+  for (const auto& [st, a] : log.accuracy) meta["accuracy"].push_back({st, a});
+  std::ofstream(tmp / "train_meta.json") << meta.dump(1) << "\n";
+  fs::remove_all(dir);
+  fs::rename(tmp, dir);
+  return log;
+}
+
+bool is_trained(const fs::path& dir, const std::string& recipe) {
+  std::ifstream f(dir / "train_meta.json");
+  if (!f) return false;
+  try {
+    nlohmann::json meta = nlohmann::json::parse(f);
+    return meta.value("recipe_hash", "") == std::to_string(fnv1a(recipe));
+  } catch (const std::exception&) {
+    return false;  // damaged marker: retrain
+  }
+}
+
+}  // namespace
+
+void TrainStage::declare(pipeline::ConfigSchema& schema) const {
+  schema.optional("train.out", KeyType::String, "", "zoo folder (empty: <run_dir>/zoo); models in <out>/<name>")
+      .optional("train.models", KeyType::StringList, "base, long, chat, moe, other",
+                "zoo members to train (long, chat and moe need base)")
+      .optional("train.hidden", KeyType::Int, "64", "hidden size")
+      .optional("train.layers", KeyType::Int, "4", "decoder layers")
+      .optional("train.heads", KeyType::Int, "8", "query heads per layer")
+      .optional("train.kv_heads", KeyType::Int, "4", "key/value heads per layer (GQA)")
+      .optional("train.ffn", KeyType::Int, "128", "SwiGLU intermediate size (per expert for moe)")
+      .optional("train.experts", KeyType::Int, "4", "experts of the upcycled moe (2 used per token)")
+      .optional("train.context", KeyType::Int, "256", "training context of base, chat, moe and other")
+      .optional("train.long_factor", KeyType::Int, "4", "long: context multiplier for continued pretraining")
+      .optional("train.rope_theta", KeyType::Float, "10000", "RoPE base of the short-context models")
+      .optional("train.long_rope_theta", KeyType::Float, "40000", "RoPE base of long")
+      .optional("train.batch", KeyType::Int, "16", "sequences per step")
+      .optional("train.long_batch", KeyType::Int, "4", "sequences per step for long")
+      .optional("train.lr", KeyType::Float, "3e-3", "peak learning rate from scratch (AdamW, cosine)")
+      .optional("train.finetune_lr", KeyType::Float, "1e-3", "peak learning rate of long, chat and moe")
+      .optional("train.answer_weight", KeyType::Float, "4", "loss weight of answer tokens")
+      .optional("train.mix", KeyType::FloatList, "0.6, 0.2, 0.2",
+                "shares of needle-in-a-haystack, extractive-QA and reasoning training sequences")
+      .optional("train.base_steps", KeyType::Int, "600", "optimizer steps of base")
+      .optional("train.long_steps", KeyType::Int, "100", "optimizer steps of long")
+      .optional("train.chat_steps", KeyType::Int, "150", "optimizer steps of chat")
+      .optional("train.moe_steps", KeyType::Int, "150", "optimizer steps of moe")
+      .optional("train.other_steps", KeyType::Int, "600", "optimizer steps of other")
+      .optional("train.other_family", KeyType::String, "qwen2", "family of other: llama or qwen2")
+      .optional("train.eval_every", KeyType::Int, "100", "steps between held-out answer-accuracy checks")
+      .optional("train.qa_items", KeyType::Int, "40", "items of the generated extractive-QA task file")
+      .optional("train.reasoning_items", KeyType::Int, "16", "items of each generated reasoning task file")
+      .optional("train.qa_context_words", KeyType::Int, "120", "filler words around the facts of a QA item");
+}
+
+void TrainStage::validate(const pipeline::StageContext& ctx) const {
+  const auto& c = ctx.config;
+  TrainSettings s = read_settings(c, ctx.run_dir);
+  for (const auto& m : s.models) {
+    RHEAD_CHECK(std::find(kZoo.begin(), kZoo.end(), m) != kZoo.end(), ConfigError, "[config] ", c.source(),
+                ": [train] models: unknown member '", m, "'; expected some of base, long, chat, moe, other");
+    const bool needs_base = m == "long" || m == "chat" || m == "moe";
+    RHEAD_CHECK(!needs_base || std::find(s.models.begin(), s.models.end(), "base") != s.models.end() ||
+                    fs::exists(s.out / "base" / "train_meta.json"),
+                ConfigError, "[config] ", c.source(), ": [train] models: '", m,
+                "' starts from base; add base to the list");
+  }
+  RHEAD_CHECK(s.hidden > 0 && s.layers > 0 && s.heads > 0 && s.kv_heads > 0 && s.heads % s.kv_heads == 0 &&
+                  s.hidden % s.heads == 0 && (s.hidden / s.heads) % 2 == 0 && s.ffn > 0 && s.n_expert >= 2,
+              ConfigError, "[config] ", c.source(),
+              ": [train] dimensions: need hidden % heads == 0 with an even head size, heads % kv_heads == 0, "
+              "ffn > 0, experts >= 2; got hidden ",
+              s.hidden, ", heads ", s.heads, ", kv_heads ", s.kv_heads, ", ffn ", s.ffn, ", experts ", s.n_expert);
+  RHEAD_CHECK(s.context >= 96 && s.long_factor >= 1 && s.batch >= 1 && s.long_batch >= 1, ConfigError, "[config] ",
+              c.source(), ": [train] need context >= 96, long_factor >= 1, batch >= 1, long_batch >= 1");
+  for (const auto& [m, n] : s.steps) {
+    RHEAD_CHECK(n >= 1, ConfigError, "[config] ", c.source(), ": [train] ", m, "_steps must be >= 1, got ", n);
+  }
+  RHEAD_CHECK(s.mix.size() == 3 && std::all_of(s.mix.begin(), s.mix.end(), [](double v) { return v >= 0; }) &&
+                  s.mix[0] + s.mix[1] + s.mix[2] > 0,
+              ConfigError, "[config] ", c.source(), ": [train] mix: expected three shares >= 0 (niah, qa, reasoning) "
+              "with a positive sum");
+  RHEAD_CHECK(s.other_family == "llama" || s.other_family == "qwen2", ConfigError, "[config] ", c.source(),
+              ": [train] other_family: got '", s.other_family, "', expected llama or qwen2");
+}
+
+void TrainStage::run(pipeline::StageContext& ctx) {
+  const TrainSettings s = read_settings(ctx.config, ctx.run_dir);
+  at::set_num_threads(ctx.threads);
+  const ToyWorld world(s.seed);
+  if (ctx.comm.rank() == 0) {
+    fs::create_directories(s.out);
+    world.write_files(s.out / "world", s.qa_items, s.reasoning_items, s.qa_context_words);
+    world.write_tokenizer(s.out / "world");
+  }
+  ctx.comm.barrier();
+
+  // Two phases (the second starts from base); inside a phase, models are dealt largest-first to ranks.
+  std::map<std::string, TrainLog> logs;
+  const std::string rank_tag = ctx.comm.size() > 1 ? " [rank " + std::to_string(ctx.comm.rank()) + "]" : "";
+  for (const auto& phase : std::vector<std::vector<std::string>>{{"base", "other"}, {"long", "moe", "chat"}}) {
+    std::vector<std::string> todo;
+    for (const auto& m : phase) {
+      if (std::find(s.models.begin(), s.models.end(), m) != s.models.end()) todo.push_back(m);
+    }
+    for (size_t i = 0; i < todo.size(); ++i) {
+      const Recipe r = recipe_for(todo[i], s);
+      if (static_cast<int>(i % static_cast<size_t>(ctx.comm.size())) != ctx.comm.rank()) continue;
+      if (is_trained(s.out / r.name, r.describe(s))) {
+        pipeline::log::info("train ", r.name, ": ", (s.out / r.name).string(), " is trained with this recipe, skipping");
+        continue;
+      }
+      pipeline::log::info("train ", r.name, rank_tag, ": ", r.describe(s));
+      train_model(r, s, world, s.out, rank_tag);
+    }
+    ctx.comm.barrier();
+  }
+
+  if (ctx.comm.rank() != 0) return;
+  pipeline::store::Group root = ctx.output->root();
+  root.set_attr("zoo", fs::absolute(s.out).string());
+  root.set_attr("world", fs::absolute(s.out / "world").string());
+  root.set_attr("vocab_size", static_cast<int64_t>(world.vocab().size()));
+  pipeline::store::Group models_group = root.create_group("models");
+  for (const auto& m : s.models) {
+    std::ifstream f(s.out / m / "train_meta.json");
+    nlohmann::json meta = nlohmann::json::parse(f);
+    const Recipe r = recipe_for(m, s);
+    pipeline::store::Group g = models_group.create_group(m);
+    g.set_attr("path", fs::absolute(s.out / m).string());
+    g.set_attr("recipe", meta.at("recipe").get<std::string>());
+    g.set_attr("family", r.family);
+    g.set_attr("parent", r.parent);
+    g.set_attr("context", r.context);
+    g.set_attr("parameters", meta.at("parameters").get<int64_t>());
+    g.set_attr("seconds", meta.at("seconds").get<double>());
+    std::vector<double> loss = meta.at("loss").get<std::vector<double>>();
+    g.write("loss", loss, {loss.size()}, "step");
+    std::vector<int64_t> acc_step;
+    std::vector<double> acc;
+    for (const auto& p : meta["accuracy"]) {
+      acc_step.push_back(p.at(0).get<int64_t>());
+      acc.push_back(p.at(1).get<double>());
+    }
+    g.write("accuracy_step", acc_step, {acc_step.size()}, "check");
+    g.write("answer_accuracy", acc, {acc.size()}, "check");
+  }
+}
+
+void TrainStage::inspect(const pipeline::store::Group& root, std::ostream& out) const {
+  out << "toy zoo: " << root.attr_string("zoo") << " (world files: " << root.attr_string("world") << ")\n";
+  out << std::left << std::setw(8) << "model" << std::setw(9) << "family" << std::setw(8) << "parent" << std::right
+      << std::setw(8) << "context" << std::setw(11) << "parameters" << std::setw(8) << "steps" << std::setw(11)
+      << "final loss" << std::setw(12) << "answer acc" << std::setw(10) << "seconds" << "\n";
+  pipeline::store::Group models_group = root.open_group("models");
+  for (const auto& m : models_group.children()) {
+    pipeline::store::Group g = models_group.open_group(m);
+    auto loss = g.read_double("loss");
+    auto acc = g.read_double("answer_accuracy");
+    out << std::left << std::setw(8) << m << std::setw(9) << g.attr_string("family") << std::setw(8)
+        << (g.attr_string("parent").empty() ? "-" : g.attr_string("parent")) << std::right << std::setw(8)
+        << g.attr_int("context") << std::setw(11) << g.attr_int("parameters") << std::setw(8) << loss.data.size()
+        << std::setw(11) << std::fixed << std::setprecision(3) << (loss.data.empty() ? 0.0 : loss.data.back())
+        << std::setw(12) << (acc.data.empty() ? 0.0 : acc.data.back()) << std::setw(10) << std::setprecision(1)
+        << g.attr_double("seconds") << "\n";
+  }
+}
+
+}  // namespace stages

@@ -1,0 +1,122 @@
+// The toy world of the embedded default (stages/train/toy_world.h): training samples have exactly the
+// requested length, use only vocabulary words, put weight on the answers only, and every answer can be
+// read off the context (the value follows its key in a needle); the evaluation files follow the
+// official needle format and the ablate task format; the road map is a single cycle.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "models/tokenizer/tokenizer.h"
+#include "stages/generate/needles.h"
+#include "stages/train/toy_world.h"
+#include "tests/common/test_support.h"
+
+namespace {
+
+using stages::SplitMix64;
+using stages::ToyWorld;
+using stages::TrainingMix;
+
+std::string text_of(const ToyWorld& w, const std::vector<int64_t>& ids, size_t begin, size_t end) {
+  std::string out;
+  for (size_t i = begin; i < end; ++i) out += (out.empty() ? "" : " ") + w.vocab()[static_cast<size_t>(ids[i])];
+  return out;
+}
+
+TEST(ToyWorld, NiahSamplesAnswerEveryQuestionFromTheContext) {
+  ToyWorld world(1234);
+  TrainingMix mix;
+  mix.niah = 1;
+  mix.qa = mix.reasoning = 0;
+  SplitMix64 rng(5);
+  for (int n = 0; n < 50; ++n) {
+    auto seq = world.sample(rng, 256, mix);
+    ASSERT_EQ(seq.ids.size(), 256u);
+    ASSERT_EQ(seq.weights.size(), 256u);
+    EXPECT_EQ(seq.ids[0], world.bos());
+    const std::string text = text_of(world, seq.ids, 0, seq.ids.size());
+    // Every weighted run of tokens is "<key> <values> ." and "remember <key> <values> ." is in the context.
+    for (size_t i = 1; i < seq.ids.size(); ++i) {
+      if (seq.weights[i] == 1.0f) continue;
+      EXPECT_EQ(seq.weights[i], mix.answer_weight);
+      size_t j = i;
+      while (j < seq.ids.size() && seq.weights[j] != 1.0f) ++j;
+      const std::string answer = text_of(world, seq.ids, i, j);
+      ASSERT_EQ(answer.back(), '.') << answer;
+      EXPECT_NE(text.find("remember " + answer), std::string::npos) << answer << "\n" << text;
+      EXPECT_EQ(text_of(world, seq.ids, i - 1, i), "Answer:");
+      i = j;
+    }
+  }
+}
+
+TEST(ToyWorld, TaskSamplesArePackedItemsEndingInEos) {
+  ToyWorld world(1234);
+  TrainingMix mix;
+  mix.niah = 0;
+  mix.qa = 1;
+  mix.reasoning = 1;
+  SplitMix64 rng(9);
+  int items = 0;
+  for (int n = 0; n < 20; ++n) {
+    auto seq = world.sample(rng, 200, mix);
+    ASSERT_EQ(seq.ids.size(), 200u);
+    for (size_t i = 0; i < seq.ids.size(); ++i) {
+      if (seq.ids[i] == world.eos()) {
+        ++items;
+        EXPECT_EQ(seq.weights[i], mix.answer_weight);
+      }
+    }
+  }
+  EXPECT_GT(items, 40);
+}
+
+TEST(ToyWorld, RoadMapIsOneCycleAndFilesFollowTheirFormats) {
+  ToyWorld world(77);
+  std::set<std::string> seen;
+  std::string t = "oslo";
+  for (int i = 0; i < 16; ++i) {
+    seen.insert(t);
+    t = world.town_after(t);
+  }
+  EXPECT_EQ(seen.size(), 16u);
+  EXPECT_EQ(t, "oslo");
+
+  test_support::TempDir dir("toy_world");
+  world.write_files(dir.path(), 5, 4, 40);
+  auto needles = stages::read_needles_jsonl(dir.path() / "needles.jsonl");
+  ASSERT_EQ(needles.size(), 3u);
+  auto tok = models::load_tokenizer_json((world.write_tokenizer(dir.path() / "tok"), dir.path() / "tok" / "tokenizer.json"));
+  for (const auto& n : needles) {
+    auto ids = tok->encode(n.needle, /*add_special_tokens=*/false);
+    for (auto id : ids) EXPECT_NE(id, 0) << "unknown word in " << n.needle;
+    EXPECT_NE(n.needle.find(n.real_needle), std::string::npos);
+  }
+  std::ifstream cot(dir.path() / "tasks" / "reasoning_cot.jsonl");
+  int lines = 0;
+  for (std::string line; std::getline(cot, line);) ++lines;
+  EXPECT_EQ(lines, 4);
+  EXPECT_TRUE(std::filesystem::exists(dir.path() / "tasks" / "qa.jsonl"));
+  EXPECT_TRUE(std::filesystem::exists(dir.path() / "haystack" / "essay1.txt"));
+}
+
+TEST(ToyWorld, PrintsOneSampleOfEachKind) {
+  ToyWorld world(1234);
+  SplitMix64 rng(1);
+  for (auto [niah, qa, re] : std::vector<std::tuple<double, double, double>>{{1, 0, 0}, {0, 1, 0}, {0, 0, 1}}) {
+    TrainingMix mix;
+    mix.niah = niah;
+    mix.qa = qa;
+    mix.reasoning = re;
+    auto seq = world.sample(rng, 128, mix);
+    std::ostringstream out;
+    for (size_t i = 0; i < seq.ids.size(); ++i) {
+      out << world.vocab()[static_cast<size_t>(seq.ids[i])] << (seq.weights[i] != 1.0f ? "* " : " ");
+    }
+    std::cout << out.str() << "\n\n";
+  }
+}
+
+}  // namespace
