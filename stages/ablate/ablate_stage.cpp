@@ -35,7 +35,8 @@ constexpr const char* kErrorNames[] = {"correct", "incomplete", "wrong_extractio
 struct AblateSettings {
   fs::path haystack_dir;
   std::string needles_file;  // empty: the built-in San Francisco needle
-  std::vector<int64_t> lengths, depths, ks;
+  std::vector<int64_t> lengths, depths, ks;  // ks sorted
+  bool k_retrieval = false;
   std::vector<std::string> modes;
   int64_t random_seeds = 5;
   double retrieval_threshold = 0.1;
@@ -57,6 +58,8 @@ AblateSettings read_settings(const pipeline::Config& c) {
   s.lengths = c.get_ints("ablate.lengths");
   s.depths = c.get_ints("ablate.depths");
   s.ks = c.get_ints("ablate.ks");
+  std::sort(s.ks.begin(), s.ks.end());
+  s.k_retrieval = c.get_bool("ablate.k_retrieval");
   s.modes = c.get_strings("ablate.modes");
   s.random_seeds = c.get_int("ablate.random_seeds");
   s.retrieval_threshold = c.get_float("ablate.retrieval_threshold");
@@ -227,6 +230,8 @@ void AblateStage::declare(pipeline::ConfigSchema& schema) const {
                 "mask modes: uniform (the paper's: query zeroed), zero (head output zeroed) or mean (head output "
                 "replaced by its mean over the first mean_tokens haystack tokens)")
       .optional("ablate.random_seeds", KeyType::Int, "5", "random non-retrieval head draws per K")
+      .optional("ablate.k_retrieval", KeyType::Bool, "false",
+                "also mask K = the model's number of retrieval heads (mean > retrieval_threshold), top and random")
       .optional("ablate.retrieval_threshold", KeyType::Float, "0.1", "heads above this mean score are never random picks")
       .optional("ablate.prompt_mode", KeyType::String, "faithful", "faithful or fixed (docs/PROMPTS.md)")
       .optional("ablate.buffer_tokens", KeyType::Int, "200", "tokens kept free for the question")
@@ -295,8 +300,20 @@ void AblateStage::run(pipeline::StageContext& ctx) {
       const int64_t n_heads = map.n_layer * map.n_head;
       tracked[m] = top_k_heads(map, std::min<int64_t>(s.tracked_heads, n_heads));
       selections[m].push_back({"none", "none", 0, -1, {}});
+      // The job's Ks, plus (k_retrieval) this model's own number of retrieval heads: the paper's
+      // "mask as many heads as there are retrieval heads" comparison, whatever the model's size.
+      std::vector<int64_t> ks = s.ks;
+      if (s.k_retrieval) {
+        const int64_t n_retrieval = static_cast<int64_t>(std::count_if(
+            map.value.begin(), map.value.end(), [&](double v) { return v > s.retrieval_threshold; }));
+        pipeline::log::info("ablate: model ", entries[m].name, ": ", n_retrieval, " retrieval heads (mean > ",
+                            s.retrieval_threshold, ") of ", n_heads);
+        if (n_retrieval > 0 && std::find(ks.begin(), ks.end(), n_retrieval) == ks.end()) {
+          ks.insert(std::upper_bound(ks.begin(), ks.end(), n_retrieval), n_retrieval);
+        }
+      }
       for (const auto& mode : s.modes) {
-        for (int64_t k : s.ks) {
+        for (int64_t k : ks) {
           if (k == 0) continue;
           if (k > n_heads) {
             pipeline::log::info("ablate: model ", entries[m].name, " has ", n_heads, " heads; K = ", k, " skipped");

@@ -80,6 +80,12 @@ struct ModelState {
 
 }  // namespace
 
+std::vector<std::string> GenerateStage::inputs(const pipeline::Config& job) const {
+  const std::vector<std::string> stages = job.get_strings("job.stages");
+  if (std::find(stages.begin(), stages.end(), "train") != stages.end()) return {"train"};
+  return {};
+}
+
 void GenerateStage::declare(pipeline::ConfigSchema& schema) const {
   declare_model_sections(schema);
   schema.required("generate.needles", KeyType::String, "needles JSONL file (official format: needle, question, real_needle)")

@@ -14,6 +14,8 @@ class GenerateStage final : public pipeline::Stage {
   std::string summary() const override {
     return "needle-in-a-haystack prompts, greedy decoding with fused attention capture, ROUGE-1";
   }
+  // The toy zoo's train stage when the job trains its models (a retrained zoo reruns detection).
+  std::vector<std::string> inputs(const pipeline::Config& job) const override;
   void declare(pipeline::ConfigSchema& schema) const override;
   void validate(const pipeline::StageContext& ctx) const override;
   void run(pipeline::StageContext& ctx) override;

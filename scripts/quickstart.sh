@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The main job on the embedded default (README): install dependencies, build, train the toy model zoo and
+# run the whole paper on it under MPI, then draw every figure.
+#   scripts/quickstart.sh            2 ranks (RHEAD_RANKS=N to change), job jobs/quickstart.ini
+#   scripts/quickstart.sh JOB.ini    another job
+# Rerunning resumes: finished stages and trained models are kept.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="${RHEAD_BUILD_DIR:-$root/build}"
+job="${1:-jobs/quickstart.ini}"
+ranks="${RHEAD_RANKS:-2}"
+cd "$root"
+
+t0=$(date +%s)
+"$root/scripts/build.sh"            # installs missing packages first (scripts/install-deps.sh)
+t1=$(date +%s)
+mpi_flags=(-np "$ranks")
+[ "$(id -u)" = 0 ] && mpi_flags+=(--allow-run-as-root --oversubscribe)
+mpirun "${mpi_flags[@]}" "$build/rhead" run "$job"
+t2=$(date +%s)
+"$build/rhead" figures "$job"
+t3=$(date +%s)
+run_dir=$(awk -F' *= *' '/^\[job\]/{j=1;next} /^\[/{j=0} j&&$1=="name"{n=$2} j&&$1=="run_dir"{d=$2} END{print (d!=""?d:"runs/" n)}' "$job")
+echo "quickstart: install+build $((t1 - t0)) s, pipeline $((t2 - t1)) s (per stage: rhead inspect $run_dir/<stage>.h5), figures $((t3 - t2)) s"
+echo "quickstart: report at $run_dir/figures/report.md (figures beside it)"

@@ -1,0 +1,105 @@
+// The train stage end to end with a tiny recipe (a few optimizer steps per zoo member): every member is
+// saved as a Hugging Face folder the loader validates (llama base/long/chat, mixtral moe, qwen2 other),
+// long carries the longer context and larger RoPE base, 1 and 2 ranks write identical weights (one thread
+// per rank), a rerun skips trained members and a changed recipe retrains only what it changes.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <iterator>
+
+#include "models/checkpoint.h"
+#include "tests/common/test_support.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+using test_support::run_rhead;
+using test_support::TempDir;
+
+std::string job(const std::string& extra = "", int other_steps = 3) {
+  return "[job]\nname = zoo\nstages = train\nrun_dir = run\nthreads = 1\nseed = 5\n"
+         "[train]\nhidden = 32\nlayers = 2\nheads = 4\nkv_heads = 2\nffn = 64\ncontext = 128\nbatch = 2\n"
+         "long_batch = 1\nbase_steps = 3\nlong_steps = 2\nchat_steps = 2\nmoe_steps = 2\nother_steps = " + std::to_string(other_steps) + "\n"
+         "eval_every = 2\nqa_items = 3\nreasoning_items = 2\n" + extra;
+}
+
+std::string bytes(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+TEST(TrainE2E, ZooFoldersLoadAndOneAndTwoRanksTrainTheSameWeights) {
+  TempDir one("train1"), two("train2");
+  for (auto* d : {&one, &two}) test_support::write_text_file(d->path() / "job.ini", job());
+  auto r1 = run_rhead(one.path(), 0, "job.ini");
+  ASSERT_EQ(r1.exit_code, 0) << r1.output;
+  auto r2 = run_rhead(two.path(), 2, "job.ini");
+  ASSERT_EQ(r2.exit_code, 0) << r2.output;
+
+  const std::map<std::string, std::string> family = {
+      {"base", "llama"}, {"long", "llama"}, {"chat", "llama"}, {"moe", "mixtral"}, {"other", "qwen2"}};
+  for (const auto& [name, fam] : family) {
+    const fs::path dir = one.path() / "run" / "zoo" / name;
+    models::ModelFolder folder = models::load_model_folder(dir);  // validates every tensor
+    EXPECT_EQ(folder.spec.family, fam) << name;
+    EXPECT_EQ(folder.tokenizer_kind, models::TokenizerKind::Json) << name;
+    EXPECT_TRUE(fs::exists(dir / "train_meta.json")) << name;
+    EXPECT_EQ(bytes(dir / "model.safetensors"), bytes(two.path() / "run" / "zoo" / name / "model.safetensors"))
+        << name << ": 1-rank and 2-rank weights differ";
+  }
+  models::ModelFolder base = models::load_model_folder(one.path() / "run" / "zoo" / "base");
+  models::ModelFolder lng = models::load_model_folder(one.path() / "run" / "zoo" / "long");
+  EXPECT_EQ(base.spec.max_position_embeddings, 128);
+  EXPECT_EQ(lng.spec.max_position_embeddings, 512);
+  EXPECT_GT(lng.spec.rope_theta, base.spec.rope_theta);
+  for (const char* f : {"needles.jsonl", "ablate_needles.jsonl", "tasks/qa.jsonl", "tasks/reasoning_cot.jsonl",
+                        "tasks/reasoning_direct.jsonl", "haystack/essay1.txt", "tokenizer.json"}) {
+    EXPECT_TRUE(fs::exists(one.path() / "run" / "zoo" / "world" / f)) << f;
+  }
+  auto inspect = test_support::run_command("cd " + one.path().string() + " && " + test_support::rhead_exe().string() +
+                                           " inspect run/train.h5");
+  ASSERT_EQ(inspect.exit_code, 0) << inspect.output;
+  EXPECT_NE(inspect.output.find("moe"), std::string::npos) << inspect.output;
+  EXPECT_NE(inspect.output.find("qwen2"), std::string::npos) << inspect.output;
+}
+
+TEST(TrainE2E, RerunSkipsTrainedMembersAndAChangedRecipeRetrainsOnlyThem) {
+  TempDir dir("train_resume");
+  test_support::write_text_file(dir.path() / "job.ini", job());
+  ASSERT_EQ(run_rhead(dir.path(), 0, "job.ini").exit_code, 0);
+  const fs::path zoo = dir.path() / "run" / "zoo";
+  const std::string base_before = bytes(zoo / "base" / "model.safetensors");
+  const std::string other_before = bytes(zoo / "other" / "model.safetensors");
+
+  auto again = run_rhead(dir.path(), 0, "job.ini --force");
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  for (const char* m : {"base", "long", "chat", "moe", "other"}) {
+    EXPECT_NE(again.output.find(std::string("train ") + m + ": "), std::string::npos) << again.output;
+  }
+  EXPECT_NE(again.output.find("is trained with this recipe, skipping"), std::string::npos) << again.output;
+  EXPECT_EQ(again.output.find("step 1/"), std::string::npos) << "a rerun trained again:\n" << again.output;
+
+  // More steps for other only: other is retrained, base is kept byte for byte.
+  test_support::write_text_file(dir.path() / "job.ini", job("", 4));
+  auto changed = run_rhead(dir.path(), 0, "job.ini --force");
+  ASSERT_EQ(changed.exit_code, 0) << changed.output;
+  EXPECT_EQ(bytes(zoo / "base" / "model.safetensors"), base_before);
+  EXPECT_NE(bytes(zoo / "other" / "model.safetensors"), other_before);
+}
+
+TEST(TrainE2E, BadRecipesStopBeforeTraining) {
+  TempDir dir("train_bad");
+  test_support::write_text_file(dir.path() / "job.ini", job("models = long\n"));
+  auto r = run_rhead(dir.path(), 0, "job.ini");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("'long' starts from base"), std::string::npos) << r.output;
+  test_support::write_text_file(dir.path() / "job.ini", job("experts = 1\n"));
+  r = run_rhead(dir.path(), 0, "job.ini");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("[train] dimensions"), std::string::npos) << r.output;
+  test_support::write_text_file(dir.path() / "job.ini", job("models = base, dragon\n"));
+  r = run_rhead(dir.path(), 0, "job.ini");
+  EXPECT_NE(r.output.find("unknown member 'dragon'"), std::string::npos) << r.output;
+}
+
+}  // namespace
