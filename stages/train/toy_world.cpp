@@ -248,7 +248,7 @@ void ToyWorld::append_niah(SplitMix64& rng, int64_t length, const TrainingMix& m
   }
 }
 
-std::pair<std::string, std::string> ToyWorld::qa_item(SplitMix64& rng, int64_t context_words) const {
+ToyWorld::QaItem ToyWorld::qa_item(SplitMix64& rng, int64_t context_words) const {
   const int n_facts = 2 + static_cast<int>(rng.uniform_below(3));
   std::vector<KeyValue> facts;
   while (static_cast<int>(facts.size()) < n_facts) {
@@ -258,12 +258,9 @@ std::pair<std::string, std::string> ToyWorld::qa_item(SplitMix64& rng, int64_t c
     }
   }
   std::vector<std::string> sentences;
-  for (const auto& s : split(filler(rng, context_words))) {
-    if (sentences.empty() || sentences.back().back() == '.') {
-      sentences.push_back(s);
-    } else {
-      sentences.back() += " " + s;
-    }
+  for (int64_t words = 0; words < context_words;) {
+    sentences.push_back(filler_sentence(rng));
+    words += static_cast<int64_t>(split(sentences.back()).size());
   }
   for (const auto& kv : facts) {
     size_t pos = rng.uniform_below(sentences.size() + 1);
@@ -271,8 +268,7 @@ std::pair<std::string, std::string> ToyWorld::qa_item(SplitMix64& rng, int64_t c
                      "the home called " + kv.key + " " + join(kv.value) + " .");
   }
   const KeyValue& asked = facts[rng.uniform_below(facts.size())];
-  std::string prompt = join(sentences) + " Question: where does " + asked.key + " live ? Answer:";
-  return {prompt, asked.key + " " + join(asked.value)};
+  return {join(sentences), "where does " + asked.key + " live ?", asked.key + " " + join(asked.value)};
 }
 
 std::pair<std::string, std::string> ToyWorld::reasoning_item(SplitMix64& rng, bool cot) const {
@@ -294,13 +290,17 @@ TrainingSequence ToyWorld::sample(SplitMix64& rng, int64_t length, const Trainin
     // Packed task items until the next one would not fit; filler (weight 1) pads the rest.
     const bool qa = u < mix.niah + mix.qa;
     for (;;) {
-      auto [prompt, answer] = qa ? qa_item(rng, 30 + static_cast<int64_t>(rng.uniform_below(90)))
-                                 : reasoning_item(rng, chance(rng, 0.5));
       TrainingSequence item;
-      append_item(prompt, answer, mix.chat, mix.answer_weight, item);
+      if (qa) {
+        QaItem q = qa_item(rng, 30 + static_cast<int64_t>(rng.uniform_below(90)));
+        append_item(q.context + " Question: " + q.question + " Answer:", q.answer, mix.chat, mix.answer_weight, item);
+      } else {
+        auto [prompt, answer] = reasoning_item(rng, chance(rng, 0.5));
+        append_item(prompt, answer, mix.chat, mix.answer_weight, item);
+      }
       if (out.ids.size() + item.ids.size() > static_cast<size_t>(length)) break;
-      append(out, item.ids, 1.0f);
-      std::copy(item.weights.begin(), item.weights.end(), out.weights.end() - static_cast<std::ptrdiff_t>(item.weights.size()));
+      out.ids.insert(out.ids.end(), item.ids.begin(), item.ids.end());
+      out.weights.insert(out.weights.end(), item.weights.begin(), item.weights.end());
     }
     while (static_cast<int64_t>(out.ids.size()) < length) append(out, ids(filler_sentence(rng)), 1.0f);
   }
@@ -341,14 +341,8 @@ void ToyWorld::write_files(const fs::path& dir, int64_t qa_items, int64_t reason
 
   std::string qa, cot, direct;
   for (int64_t i = 0; i < qa_items; ++i) {
-    auto [prompt, answer] = qa_item(rng, qa_context_words);
-    // Split the packed prompt back into the task-file fields (context, question).
-    const std::string marker = " Question: ";
-    size_t q = prompt.find(marker);
-    std::string question = prompt.substr(q + marker.size());
-    question = question.substr(0, question.rfind(" Answer:"));
-    qa += nlohmann::json{{"context", prompt.substr(0, q)}, {"question", question}, {"answers", {answer}}}.dump() +
-          "\n";
+    QaItem q = qa_item(rng, qa_context_words);
+    qa += nlohmann::json{{"context", q.context}, {"question", q.question}, {"answers", {q.answer}}}.dump() + "\n";
   }
   for (int64_t i = 0; i < reasoning_items; ++i) {
     const std::string t = m_towns[static_cast<size_t>(i) % m_towns.size()];

@@ -90,7 +90,10 @@ class ToyWorld {
   void append_niah(SplitMix64& rng, int64_t length, const TrainingMix& mix, TrainingSequence& out) const;
   void append_item(const std::string& prompt, const std::string& answer, bool chat, float answer_weight,
                    TrainingSequence& out) const;
-  std::pair<std::string, std::string> qa_item(SplitMix64& rng, int64_t context_words) const;  // prompt, answer
+  struct QaItem {
+    std::string context, question, answer;  // the fields of a qa task line (answer: the gold span)
+  };
+  QaItem qa_item(SplitMix64& rng, int64_t context_words) const;
   std::pair<std::string, std::string> reasoning_item(SplitMix64& rng, bool cot) const;
 
   std::vector<std::string> m_vocab;

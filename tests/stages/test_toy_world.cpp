@@ -6,7 +6,6 @@
 
 #include <fstream>
 #include <set>
-#include <sstream>
 
 #include "models/tokenizer/tokenizer.h"
 #include "stages/generate/needles.h"
@@ -100,23 +99,6 @@ TEST(ToyWorld, RoadMapIsOneCycleAndFilesFollowTheirFormats) {
   EXPECT_EQ(lines, 4);
   EXPECT_TRUE(std::filesystem::exists(dir.path() / "tasks" / "qa.jsonl"));
   EXPECT_TRUE(std::filesystem::exists(dir.path() / "haystack" / "essay1.txt"));
-}
-
-TEST(ToyWorld, PrintsOneSampleOfEachKind) {
-  ToyWorld world(1234);
-  SplitMix64 rng(1);
-  for (auto [niah, qa, re] : std::vector<std::tuple<double, double, double>>{{1, 0, 0}, {0, 1, 0}, {0, 0, 1}}) {
-    TrainingMix mix;
-    mix.niah = niah;
-    mix.qa = qa;
-    mix.reasoning = re;
-    auto seq = world.sample(rng, 128, mix);
-    std::ostringstream out;
-    for (size_t i = 0; i < seq.ids.size(); ++i) {
-      out << world.vocab()[static_cast<size_t>(seq.ids[i])] << (seq.weights[i] != 1.0f ? "* " : " ");
-    }
-    std::cout << out.str() << "\n\n";
-  }
 }
 
 }  // namespace

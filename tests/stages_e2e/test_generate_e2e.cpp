@@ -14,6 +14,7 @@
 #include "pipeline/store/hdf5_file.h"
 #include "pipeline/store/store_header.h"
 #include "tests/common/test_support.h"
+#include "tests/stages_e2e/kill_rank.h"
 #include "tests/stages_e2e/tiny_world.h"
 
 namespace fs = std::filesystem;
@@ -98,27 +99,9 @@ TEST(GenerateE2E, KillAndResumeRecomputesNothingFinished) {
                                 job(dir.path(), run.string(), "linspace(400, 1000, 6)", 40));  // 60 cells
   const fs::path progress = run / "generate.shards" / "progress" / "rank1.txt";
   const std::string job_file = (dir.path() / "genkill.ini").string();  // unique: matches only this test's ranks
-  const std::string procs =
-      "procs() { for p in $(pgrep -f 'rhead run " + job_file + "'); do c=$(cat /proc/$p/comm 2>/dev/null); "
-      "case \"$c\" in rhead|mpiexec|mpirun|orterun|prterun) echo $p $c;; esac; done; }; ";
-  auto killed = run_command(
-      procs + "cd " + dir.path().string() + " && (" + test_support::mpiexec_prefix(2) + " " + rhead() +
-          " run " + job_file + " > first.log 2>&1 &); for i in $(seq 1 600); do if [ -f " + progress.string() +
-          " ] && [ $(cut -d' ' -f1 " + progress.string() + ") -ge 2 ]; then break; fi; sleep 0.02; done; "
-          "pid=$(procs | awk '$2 == \"rhead\" {print $1}' | tail -n 1); kill -9 $pid; "
-          "for i in $(seq 1 200); do [ -z \"$(procs)\" ] && break; sleep 0.1; done; true",
-      240);
+  auto killed = test_support::run_and_kill_one_rank(dir.path(), job_file, progress, /*min_cells=*/2);
   ASSERT_FALSE(pipeline::store::is_complete(run / "generate.h5")) << "the kill came after the stage ended";
-  int64_t finished = 0;
-  for (const auto& e : fs::directory_iterator(run / "generate.shards")) {
-    if (e.path().extension() != ".h5" || !pipeline::store::is_readable_hdf5(e.path())) continue;
-    pipeline::store::File f = pipeline::store::File::open(e.path());
-    auto cells = f.root().open_group("cells");
-    for (const auto& id : cells.children()) {
-      auto g = cells.open_group(id);
-      finished += g.has_attr("complete") && g.attr_int("complete") == 1 ? 1 : 0;
-    }
-  }
+  const int64_t finished = test_support::count_finished_cells(run / "generate.shards");
   ASSERT_GT(finished, 0) << killed.output;
 
   auto resumed = run_command("cd " + dir.path().string() + " && " + test_support::mpiexec_prefix(2) + " " + rhead() +
