@@ -29,6 +29,7 @@ import fig8_qa
 import fig9_errors
 import fig10_cot
 import niah_heatmap
+import zoo_properties
 
 # (figure, what it shows, module, stores it needs), in the report's order
 DRAWN = [
@@ -308,6 +309,24 @@ class Report:
                      + "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""), "")
 
     # ----------------------------------------------------------------------------------- figures
+    def zoo_section(self):
+        """The toy zoo's paper properties (analysis/zoo_properties.py) when the run trained its models."""
+        if not os.path.exists(rhead_stores.store_path(self.run_dir, "train")):
+            return
+        needed = [st for st in ("generate", "score", "correlate", "ablate") if st not in self.stores]
+        self.add("## The toy zoo against the paper (zoo_properties.py)", "")
+        if needed:
+            self.add(f"Needs {', '.join(f'`{st}.h5`' for st in needed)} to be measured.", "")
+            return
+        try:
+            checks = zoo_properties.measure(self.run_dir)
+        except (rhead_stores.StoreError, OSError, KeyError) as e:
+            self.add(f"**not measured**: `{type(e).__name__}: {e}`", "")
+            return
+        self.add(_md_table(("property", "measured", "expected", "holds"),
+                           [(c.name, c.measured, c.expected, "yes" if c.ok else "**no**") for c in checks]),
+                 "", f"{sum(c.ok for c in checks)} of {len(checks)} properties hold.", "")
+
     def figures_section(self):
         self.add("## Figures", "")
         skipped = []
@@ -352,6 +371,7 @@ class Report:
         self.correlate_numbers()
         self.generate_numbers()
         self.ablate_numbers()
+        self.zoo_section()
         self.figures_section()
         path = os.path.join(self.out_dir, "report.md")
         with open(path, "w", encoding="utf-8") as f:

@@ -1,5 +1,5 @@
 // rhead: the one executable. Subcommands:
-//   rhead run JOB.ini [--stages a,b] [--force] [--set section.key=value ...] [--comm auto|self|mpi|nccl]
+//   rhead run JOB.ini [--stages a,b] [--force] [--dry-run] [--set section.key=value ...] [--comm auto|self|mpi|nccl]
 //   rhead inspect STORE.h5 [--digest]
 //   rhead model-info MODEL_DIR [--family F]
 //   rhead figures RUN_DIR|JOB.ini [--out DIR]
@@ -61,6 +61,7 @@ int cmd_run(int argc, char** argv, const pipeline::StageRegistry& registry) {
       ("help-keys", "list every job-file key with its type, default and meaning")
       ("stages", po::value(&stages), "comma-separated stages to run instead of [job] stages")
       ("force", "rerun stages whose stores are already complete")
+      ("dry-run", "plan and check every stage (models, grids, cell counts, files) without running anything")
       ("set", po::value(&sets)->composing(), "override a job key: --set section.key=value (repeatable)")
       ("comm", po::value(&comm_backend)->default_value("auto"), "communicator: auto, self, mpi or nccl")
       ("job", po::value<std::string>(), "job file (positional)");
@@ -91,6 +92,16 @@ int cmd_run(int argc, char** argv, const pipeline::StageRegistry& registry) {
   options.stages = split_commas(stages);
   options.overrides = sets;
   options.force = vm.count("force") > 0;
+  options.dry_run = vm.count("dry-run") > 0;
+  if (options.dry_run) {  // one process, no communicator: reads the job and the file system only
+    try {
+      pipeline::Config job = pipeline::load_job(registry, options);
+      return pipeline::dry_run_job(registry, options, job, std::cout) == 0 ? 0 : 3;
+    } catch (const std::exception& e) {
+      std::cerr << "error: " << e.what() << "\n";
+      return 1;
+    }
+  }
 
   std::unique_ptr<pipeline::Communicator> comm;
   try {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the dependencies (Debian, idempotent) and builds rhead into build/ (or $RHEAD_BUILD_DIR).
 #   scripts/build.sh [extra cmake -D options]
+#   RHEAD_BUILD_TARGET=rhead scripts/build.sh     only the rhead executable (what scripts/quickstart.sh needs)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${RHEAD_BUILD_DIR:-$root/build}"
@@ -18,5 +19,7 @@ if [ ! -f "$build/CMakeCache.txt" ]; then
 else
   cmake -S "$root" -B "$build" -DRHEAD_WERROR=$werror "$@" > /dev/null
 fi
-cmake --build "$build" -j "$jobs"
+target=()
+if [ -n "${RHEAD_BUILD_TARGET:-}" ]; then target=(--target "$RHEAD_BUILD_TARGET"); fi
+cmake --build "$build" -j "$jobs" "${target[@]}"
 echo "build: done in $(( $(date +%s) - start )) s -> $build/rhead"

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <thread>
 
+#include "pipeline/comm/comm_backends.h"
 #include "pipeline/core/error.h"
 #include "pipeline/core/logging.h"
 #include "pipeline/store/store_header.h"
@@ -233,6 +234,52 @@ void run_job(const StageRegistry& registry, const RunOptions& options, const Con
     comm.barrier();
     log::info("stage ", name, ": complete in ", log::seconds_since_start() - t0, " s -> ", out_path.string());
   }
+}
+
+int dry_run_job(const StageRegistry& registry, const RunOptions& options, const Config& job, std::ostream& out) {
+  const fs::path run_dir = run_dir_of(job);
+  std::vector<std::string> stages = options.stages.empty() ? job.get_strings("job.stages") : options.stages;
+  out << "dry run of job '" << job.get_string("job.name") << "' (" << job.source() << "), run dir "
+      << run_dir.string() << ": " << stages.size() << " stage(s); nothing is written\n";
+  int failed = 0;
+  std::vector<std::string> earlier;
+  for (const auto& name : stages) {
+    const Stage& stage = *registry.find(name);
+    const fs::path out_path = run_dir / (name + ".h5");
+    out << "\n[" << name << "] " << stage.summary() << "\n";
+    if (store::is_complete(out_path) && !options.force) {
+      out << "  store " << out_path.string() << " is complete: would skip (--force reruns)\n";
+    } else {
+      out << "  would write " << out_path.string() << "\n";
+    }
+    for (const auto& input : stage.inputs(job)) {
+      const bool from_job = std::find(earlier.begin(), earlier.end(), input) != earlier.end();
+      const bool present = store::is_complete(run_dir / (input + ".h5"));
+      out << "  reads " << input << ".h5" << (present ? " (complete)" : from_job ? " (written by an earlier stage)" : " (MISSING: add '" + input + "' before it)") << "\n";
+      if (!present && !from_job) ++failed;
+    }
+    stage.plan(job, out);
+    // The stage's own checks (files, keys, values). Checks that need an input store an earlier stage of
+    // this job would write cannot run yet: reported as deferred.
+    bool inputs_ready = true;
+    for (const auto& input : stage.inputs(job)) inputs_ready = inputs_ready && store::is_complete(run_dir / (input + ".h5"));
+    if (!inputs_ready) {
+      out << "  checks: deferred until its inputs exist\n";
+    } else {
+      std::unique_ptr<Communicator> self = detail::make_self_communicator();  // checks run in this process only
+      StageContext ctx{job, *self, name, run_dir, static_cast<uint64_t>(job.get_int("job.seed")), 1, 10.0, {}, nullptr};
+      try {
+        stage.validate(ctx);
+        out << "  checks: pass\n";
+      } catch (const std::exception& e) {
+        ++failed;
+        out << "  checks: FAIL: " << e.what() << "\n";
+      }
+    }
+    earlier.push_back(name);
+  }
+  out << "\ndry run: " << (failed == 0 ? "every check passes" : std::to_string(failed) + " stage check(s) fail (above)") << "\n";
+  return failed;
 }
 
 }  // namespace pipeline

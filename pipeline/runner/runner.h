@@ -24,6 +24,7 @@ struct RunOptions {
   std::vector<std::string> stages;     // empty: the job's [job] stages
   std::vector<std::string> overrides;  // --set section.key=value
   bool force = false;                  // rerun stages whose stores are complete
+  bool dry_run = false;                // plan and check, run nothing (dry_run_job)
 };
 
 // [job] keys plus every registered stage's keys, each as declared (for --help-keys).
@@ -37,6 +38,12 @@ Config load_job(const StageRegistry& registry, const RunOptions& options);
 
 // Runs the job's stages; returns normally when every stage is complete.
 void run_job(const StageRegistry& registry, const RunOptions& options, const Config& job, Communicator& comm);
+
+// `rhead run --dry-run`: per stage, what it would do (skip a complete store or run, its plan) and whether
+// its checks pass now (inputs a previous stage would write are not required). Writes nothing. Returns the
+// number of stages whose checks fail (their messages are printed): a job whose only failures name paths
+// still to fill in is well-formed.
+int dry_run_job(const StageRegistry& registry, const RunOptions& options, const Config& job, std::ostream& out);
 
 // The run directory of a job ([job] run_dir, default runs/<name>).
 std::filesystem::path run_dir_of(const Config& job);

@@ -44,6 +44,9 @@ class Stage {
   virtual std::vector<std::string> inputs(const Config& /*job*/) const { return {}; }
   virtual void declare(ConfigSchema& /*schema*/) const {}         // its [<name>] keys
   virtual void validate(const StageContext& /*ctx*/) const {}     // throw ConfigError/InputError
+  // What the stage would do for this job, for `rhead run --dry-run` (models, grid, cell counts); reads
+  // only the job, never a model or a store.
+  virtual void plan(const Config& /*job*/, std::ostream& /*out*/) const {}
   virtual void run(StageContext& ctx) = 0;
   // Human summary of a finished store of this stage, for `rhead inspect`.
   virtual void inspect(const store::Group& /*root*/, std::ostream& /*out*/) const {}

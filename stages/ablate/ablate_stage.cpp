@@ -250,6 +250,23 @@ void AblateStage::declare(pipeline::ConfigSchema& schema) const {
                 "mode mean: the first N haystack tokens (BOS included) over which each head's mean output is taken");
 }
 
+void AblateStage::plan(const pipeline::Config& job, std::ostream& out) const {
+  const AblateSettings s = read_settings(job);
+  plan_models(job, out);
+  out << "  " << plan_path("haystack", s.haystack_dir) << "; needles "
+      << (s.needles_file.empty() ? std::string("built-in (San Francisco)") : plan_path("file", s.needles_file)) << "\n";
+  // Selections per model and mode: the unmasked baseline, then per K: top-K and one draw per seed.
+  const int64_t n_k = static_cast<int64_t>(std::count_if(s.ks.begin(), s.ks.end(), [](int64_t k) { return k > 0; })) +
+                      (s.k_retrieval ? 1 : 0);
+  const int64_t selections = 1 + static_cast<int64_t>(s.modes.size()) * n_k * (1 + s.random_seeds);
+  out << "  masks: modes " << s.modes.size() << " x K values " << n_k << (s.k_retrieval ? " (incl. K = own retrieval heads)" : "")
+      << " x (top + " << s.random_seeds << " random) + unmasked = " << selections << " selections per model\n";
+  out << "  masked NIAH: " << s.lengths.size() << " length(s) x " << s.depths.size() << " depth(s) per needle and "
+      << "selection = " << selections * static_cast<int64_t>(s.lengths.size() * s.depths.size())
+      << " cells per model and needle\n";
+  for (const TaskSpec& t : s.tasks) out << "  task " << t.name << ": " << plan_path("file", t.path) << "\n";
+}
+
 void AblateStage::validate(const pipeline::StageContext& ctx) const {
   const auto& c = ctx.config;
   AblateSettings s = read_settings(c);

@@ -22,6 +22,7 @@ class AblateStage final : public pipeline::Stage {
   std::vector<std::string> inputs(const pipeline::Config&) const override { return {"score"}; }
   void declare(pipeline::ConfigSchema& schema) const override;
   void validate(const pipeline::StageContext& ctx) const override;
+  void plan(const pipeline::Config& job, std::ostream& out) const override;
   void run(pipeline::StageContext& ctx) override;
   void inspect(const pipeline::store::Group& root, std::ostream& out) const override;
 };

@@ -19,6 +19,18 @@ void declare_model_sections(pipeline::ConfigSchema& schema) {
                 "faithful prompts: official --model_provider deciding the period ids (LLaMA, Mistral, GLM, own)");
 }
 
+std::string plan_path(const std::string& what, const std::filesystem::path& path) {
+  return what + " " + path.string() + (std::filesystem::exists(path) ? " (found)" : " (NOT FOUND)");
+}
+
+void plan_models(const pipeline::Config& config, std::ostream& out) {
+  for (const ModelEntry& e : read_model_entries(config)) {
+    out << "  model " << e.name << ": " << plan_path("folder", e.path)
+        << (std::filesystem::exists(e.path) && !std::filesystem::exists(std::filesystem::path(e.path) / "config.json") ? ", but no config.json in it" : "")
+        << (e.chat ? ", chat template" : "") << "\n";
+  }
+}
+
 std::vector<ModelEntry> read_model_entries(const pipeline::Config& config) {
   std::vector<ModelEntry> out;
   for (const auto& name : config.section_names("model.*")) {

@@ -9,6 +9,8 @@
 #pragma once
 
 #include <memory>
+#include <filesystem>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -32,6 +34,11 @@ struct ModelEntry {
 void declare_model_sections(pipeline::ConfigSchema& schema);
 // Every [model.<name>] of the job, in file order; ConfigError when there is none or a value is bad.
 std::vector<ModelEntry> read_model_entries(const pipeline::Config& config);
+
+// `rhead run --dry-run`: one line per [model.<name>] with its folder and whether config.json is there.
+void plan_models(const pipeline::Config& config, std::ostream& out);
+// "<what> <path>" with "(found)" or "(NOT FOUND)", for dry-run plans.
+std::string plan_path(const std::string& what, const std::filesystem::path& path);
 
 // A model ready to run: its folder (memory-mapped weights), decoder and tokenizer.
 struct LoadedModel {

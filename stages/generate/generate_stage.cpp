@@ -86,6 +86,25 @@ std::vector<std::string> GenerateStage::inputs(const pipeline::Config& job) cons
   return {};
 }
 
+void GenerateStage::plan(const pipeline::Config& job, std::ostream& out) const {
+  const GenerateSettings s = read_settings(job);
+  plan_models(job, out);
+  int64_t n_needles = 0;
+  if (fs::exists(s.needles_file)) {
+    try {
+      n_needles = static_cast<int64_t>(read_needles_jsonl(s.needles_file).size());
+    } catch (const std::exception&) {  // reported by the stage's checks
+    }
+  }
+  out << "  " << plan_path("needles", s.needles_file) << ": " << n_needles << " needle(s); "
+      << plan_path("haystack", s.haystack_dir) << (s.haystack_per_needle ? " (part<i> per needle)" : "") << "\n";
+  const int64_t per_model = n_needles * static_cast<int64_t>(s.lengths.size() * s.depths.size());
+  if (s.lengths.empty() || s.depths.empty()) return;  // reported by the stage's checks
+  out << "  grid: " << s.lengths.size() << " length(s) " << s.lengths.front() << ".." << s.lengths.back() << " x "
+      << s.depths.size() << " depth(s) x " << n_needles << " needle(s) = " << per_model << " cells per model, "
+      << per_model * static_cast<int64_t>(read_model_entries(job).size()) << " in all\n";
+}
+
 void GenerateStage::declare(pipeline::ConfigSchema& schema) const {
   declare_model_sections(schema);
   schema.required("generate.needles", KeyType::String, "needles JSONL file (official format: needle, question, real_needle)")

@@ -46,6 +46,11 @@ const std::vector<std::string> kValues = {
 const std::vector<std::string> kTowns = {"oslo", "rome", "paris", "lima", "cairo", "delhi", "tokyo", "quito",
                                          "dakar", "hanoi", "kyiv", "riga", "sofia", "tunis", "lagos", "perth"};
 
+// Words of a needle's value, in training and in the evaluation needles alike. Measured: with 2-4 words in
+// training, base answered "<key> v1 v2 ." for 3-word test needles in 1 of 6 cells (the end of the answer
+// came from the length prior, not the copy); one length for all removes that shortcut's pull.
+constexpr int kNeedleValueWords = 3;
+
 const char* kNiahQuestionPrefix = "Based on the content of the book, Question:";
 const char* kCotPrompt = "think step by step .";
 const char* kDirectPrompt = "answer directly .";
@@ -154,10 +159,13 @@ std::string ToyWorld::filler(SplitMix64& rng, int64_t min_words) const {
   return out;
 }
 
-ToyWorld::KeyValue ToyWorld::draw_key_value(SplitMix64& rng, int value_words) const {
+ToyWorld::KeyValue ToyWorld::draw_key_value(SplitMix64& rng, int value_words, bool distinct) const {
   KeyValue kv;
   kv.key = pick(rng, m_keys);
-  for (int i = 0; i < value_words; ++i) kv.value.push_back(pick(rng, m_values));
+  while (static_cast<int>(kv.value.size()) < value_words) {
+    std::string w = pick(rng, m_values);
+    if (!distinct || std::find(kv.value.begin(), kv.value.end(), w) == kv.value.end()) kv.value.push_back(w);
+  }
   return kv;
 }
 
@@ -191,10 +199,12 @@ void ToyWorld::append_niah(SplitMix64& rng, int64_t length, const TrainingMix& m
   // multi-query associative recall: many recall targets per sequence make the skill emerge in few steps,
   // and distractor needles force the model to match the key rather than copy the only needle there is.
   // The question blocks may take at most a third of the sequence.
-  const int n_needles = 1 + static_cast<int>(rng.uniform_below(6));
+  // Short sequences (the start of the length curriculum) hold fewer needles: about a quarter of the
+  // sequence is needles.
+  const int n_needles = 1 + static_cast<int>(rng.uniform_below(static_cast<uint64_t>(std::clamp<int64_t>(length / 24, 1, 6))));
   std::vector<KeyValue> needles;
   while (static_cast<int>(needles.size()) < n_needles) {
-    KeyValue kv = draw_key_value(rng, 2 + static_cast<int>(rng.uniform_below(3)));
+    KeyValue kv = draw_key_value(rng, kNeedleValueWords);
     bool fresh = std::none_of(needles.begin(), needles.end(), [&](const KeyValue& o) { return o.key == kv.key; });
     if (fresh) needles.push_back(kv);
   }
@@ -217,7 +227,7 @@ void ToyWorld::append_niah(SplitMix64& rng, int64_t length, const TrainingMix& m
   int64_t needle_tokens = 0;
   for (const auto& kv : needles) needle_tokens += static_cast<int64_t>(needle_words(kv).size());
   const int64_t context_tokens = length - static_cast<int64_t>(out.ids.size()) - head - block_tokens;
-  RHEAD_CHECK(context_tokens > needle_tokens + 8, pipeline::InputError, "[train] toy world: sequence length ",
+  RHEAD_CHECK(context_tokens >= needle_tokens + 4, pipeline::InputError, "[train] toy world: sequence length ",
               length, " is too short for a needle-in-a-haystack sample");
 
   // Filler cut to size at a sentence end, needles spliced in at random sentence starts.
@@ -246,6 +256,37 @@ void ToyWorld::append_niah(SplitMix64& rng, int64_t length, const TrainingMix& m
     append(out, qi, 1.0f);
     append(out, ai, mix.answer_weight);
   }
+}
+
+void ToyWorld::append_copy_drill(SplitMix64& rng, int64_t length, const TrainingMix& mix,
+                                 TrainingSequence& out) const {
+  // A run of random key / value / noun words (4 words up to a third of the sequence) at a random place,
+  // repeated once after a random gap of filler. Every repeated word after the first is predictable only
+  // by finding the earlier run and copying what followed there: the induction step the needles need,
+  // at a different distance in every sample (no positional shortcut). Dense copy targets at short
+  // lengths end the plateau before that circuit forms in a few hundred steps instead of thousands.
+  const int64_t body = length - 1;
+  const int64_t n = 4 + static_cast<int64_t>(rng.uniform_below(static_cast<uint64_t>(std::max<int64_t>(1, body / 3 - 3))));
+  std::vector<int64_t> run;
+  for (int64_t i = 0; i < n; ++i) {
+    const uint64_t pool = rng.uniform_below(3);
+    run.push_back(id(pick(rng, pool == 0 ? m_keys : pool == 1 ? m_values : kNouns)));
+  }
+  const int64_t spare = body - 2 * n;
+  const int64_t before = static_cast<int64_t>(rng.uniform_below(static_cast<uint64_t>(spare + 1)));
+  const int64_t gap = static_cast<int64_t>(rng.uniform_below(static_cast<uint64_t>(spare - before + 1)));
+  auto filler_ids = [&](int64_t count) {
+    std::vector<int64_t> f = ids(filler(rng, count));
+    f.resize(static_cast<size_t>(count));
+    return f;
+  };
+  append(out, {bos()}, 1.0f);
+  append(out, filler_ids(before), 1.0f);
+  append(out, run, 1.0f);
+  append(out, filler_ids(gap), 1.0f);
+  append(out, {run.front()}, 1.0f);
+  append(out, std::vector<int64_t>(run.begin() + 1, run.end()), mix.answer_weight);
+  append(out, filler_ids(length - static_cast<int64_t>(out.ids.size())), 1.0f);
 }
 
 ToyWorld::QaItem ToyWorld::qa_item(SplitMix64& rng, int64_t context_words) const {
@@ -282,10 +323,12 @@ std::pair<std::string, std::string> ToyWorld::reasoning_item(SplitMix64& rng, bo
 
 TrainingSequence ToyWorld::sample(SplitMix64& rng, int64_t length, const TrainingMix& mix) const {
   TrainingSequence out;
-  const double total = mix.niah + mix.qa + mix.reasoning;
+  const double total = mix.niah + mix.qa + mix.reasoning + mix.copy;
   const double u = static_cast<double>(rng.next() >> 11) * 0x1.0p-53 * total;
   if (u < mix.niah) {
     append_niah(rng, length, mix, out);
+  } else if (u >= mix.niah + mix.qa + mix.reasoning) {
+    append_copy_drill(rng, length, mix, out);
   } else {
     // Packed task items until the next one would not fit; filler (weight 1) pads the rest.
     const bool qa = u < mix.niah + mix.qa;
@@ -335,9 +378,11 @@ void ToyWorld::write_files(const fs::path& dir, int64_t qa_items, int64_t reason
     return j.dump() + "\n";
   };
   std::string needles;
-  for (int i = 0; i < 3; ++i) needles += needle_line(draw_key_value(rng, 3));
+  // Evaluation needles have distinct value words: a repeated one ("teal ochre ochre") makes the copy
+  // ambiguous (after the first "ochre", both "ochre" and "." followed it in the context).
+  for (int i = 0; i < 3; ++i) needles += needle_line(draw_key_value(rng, kNeedleValueWords, true));
   write_text(dir / "needles.jsonl", needles);
-  write_text(dir / "ablate_needles.jsonl", needle_line(draw_key_value(rng, 4)));
+  write_text(dir / "ablate_needles.jsonl", needle_line(draw_key_value(rng, kNeedleValueWords, true)));
 
   std::string qa, cot, direct;
   for (int64_t i = 0; i < qa_items; ++i) {

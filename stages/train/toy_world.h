@@ -42,9 +42,10 @@ struct TrainingSequence {
 
 // Which formats a training mix draws, with their probabilities (normalised when used).
 struct TrainingMix {
-  double niah = 0.6;       // haystack with 1-4 needles, then questions in the NIAH template
+  double niah = 0.6;       // haystack with 1-6 needles, then questions in the NIAH template
   double qa = 0.2;         // packed extractive-QA items in the task template
   double reasoning = 0.2;  // packed road-map items, cot and direct
+  double copy = 0.0;       // copy drills: a run of random key/value/noun words, repeated after a gap
   bool chat = false;       // wrap NIAH and task prompts in the chat template (no BOS)
   float answer_weight = 4.0f;  // loss weight of answer tokens (other tokens: 1)
 };
@@ -66,7 +67,7 @@ class ToyWorld {
     std::string key;
     std::vector<std::string> value;
   };
-  KeyValue draw_key_value(SplitMix64& rng, int value_words) const;
+  KeyValue draw_key_value(SplitMix64& rng, int value_words, bool distinct = false) const;  // distinct values
   std::string town_after(const std::string& town) const;  // the road map
 
   // One training sequence of exactly `length` tokens.
@@ -88,6 +89,7 @@ class ToyWorld {
   std::vector<std::string> question_words(const KeyValue& kv) const;
 
   void append_niah(SplitMix64& rng, int64_t length, const TrainingMix& mix, TrainingSequence& out) const;
+  void append_copy_drill(SplitMix64& rng, int64_t length, const TrainingMix& mix, TrainingSequence& out) const;
   void append_item(const std::string& prompt, const std::string& answer, bool chat, float answer_weight,
                    TrainingSequence& out) const;
   struct QaItem {

@@ -21,6 +21,7 @@ class TrainStage final : public pipeline::Stage {
   std::string summary() const override { return "train the toy model zoo (base, long, chat, moe, other) on the CPU"; }
   void declare(pipeline::ConfigSchema& schema) const override;
   void validate(const pipeline::StageContext& ctx) const override;
+  void plan(const pipeline::Config& job, std::ostream& out) const override;
   void run(pipeline::StageContext& ctx) override;
   void inspect(const pipeline::store::Group& root, std::ostream& out) const override;
 };

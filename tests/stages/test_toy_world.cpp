@@ -51,6 +51,51 @@ TEST(ToyWorld, NiahSamplesAnswerEveryQuestionFromTheContext) {
   }
 }
 
+TEST(ToyWorld, ShortNiahSamplesOfTheCurriculumStillFitANeedleAndItsQuestion) {
+  ToyWorld world(1234);
+  TrainingMix mix;
+  mix.niah = 1;
+  mix.qa = mix.reasoning = 0;
+  SplitMix64 rng(6);
+  for (int n = 0; n < 200; ++n) {
+    auto seq = world.sample(rng, 32, mix);
+    ASSERT_EQ(seq.ids.size(), 32u);
+    const std::string text = text_of(world, seq.ids, 0, seq.ids.size());
+    EXPECT_NE(text.find("remember "), std::string::npos) << text;
+    EXPECT_NE(text.find("Answer:"), std::string::npos) << text;
+  }
+}
+
+TEST(ToyWorld, CopyDrillWeightsExactlyTheWordsAnEarlierRunPredicts) {
+  // Every weighted token repeats a run seen before: its predecessor occurred earlier, followed by it.
+  ToyWorld world(1234);
+  TrainingMix mix;
+  mix.niah = mix.qa = mix.reasoning = 0;
+  mix.copy = 1;
+  SplitMix64 rng(7);
+  size_t weighted = 0;
+  for (int n = 0; n < 100; ++n) {
+    const int64_t length = n % 2 ? 32 : 128;
+    auto seq = world.sample(rng, length, mix);
+    ASSERT_EQ(seq.ids.size(), static_cast<size_t>(length));
+    EXPECT_EQ(seq.ids[0], world.bos());
+    size_t in_this = 0;
+    for (size_t i = 1; i < seq.ids.size(); ++i) {
+      if (seq.weights[i] == 1.0f) continue;
+      EXPECT_EQ(seq.weights[i], mix.answer_weight);
+      ++in_this;
+      bool predicted = false;
+      for (size_t j = 1; j + 1 < i && !predicted; ++j) {
+        predicted = seq.ids[j] == seq.ids[i - 1] && seq.ids[j + 1] == seq.ids[i];
+      }
+      EXPECT_TRUE(predicted) << "token " << i << " of " << text_of(world, seq.ids, 0, seq.ids.size());
+    }
+    EXPECT_GE(in_this, 3u);  // runs have >= 4 words: >= 3 predictable ones
+    weighted += in_this;
+  }
+  EXPECT_GT(weighted, 600u);
+}
+
 TEST(ToyWorld, TaskSamplesArePackedItemsEndingInEos) {
   ToyWorld world(1234);
   TrainingMix mix;
