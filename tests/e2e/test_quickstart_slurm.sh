@@ -39,7 +39,9 @@ grep -q "\[r1/2 " "$work/sweep-$id.out" || grep -q "\[r0/2 " "$work/sweep-$id.ou
 
 run="$work/runs/quickstart"
 for stage in train generate score correlate ablate; do
-  "$rhead" inspect "$run/$stage.h5" | grep -q "status:  complete" || { echo "FAIL: $stage.h5 not complete"; exit 1; }
+  # the whole summary first: grep -q closing the pipe early would fail a long inspect under pipefail
+  summary="$("$rhead" inspect "$run/$stage.h5")"
+  grep -q "status:  complete" <<< "$summary" || { echo "FAIL: $stage.h5 not complete"; exit 1; }
 done
 for m in base long chat moe other; do
   [ -f "$run/zoo/$m/model.safetensors" ] || { echo "FAIL: zoo model $m missing"; exit 1; }
