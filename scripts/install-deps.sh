@@ -22,6 +22,7 @@ packages=(
   libboost-program-options-dev nlohmann-json3-dev libsentencepiece-dev sentencepiece libpcre2-dev
   libgtest-dev googletest
   python3-dev python3-h5py python3-matplotlib python3-numpy python3-nltk
+  python3-torch                               # analysis/baselines/eager_reference.py (eager baseline)
   slurmctld slurmd slurm-client munge         # single-node Slurm for the sbatch e2e test
 )
 

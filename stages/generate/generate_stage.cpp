@@ -207,6 +207,9 @@ void GenerateStage::run(pipeline::StageContext& ctx) {
     std::vector<int32_t> needle_v;
     for (int64_t j = r.span_begin; j < r.span_end; ++j) needle_v.push_back(static_cast<int32_t>(r.prompt.ids[j]));
     std::vector<int32_t> gen_v(r.generated.begin(), r.generated.end());
+    // The whole prompt, so that an independent implementation (analysis/baselines/eager_reference.py)
+    // can rerun the cell from the store alone.
+    std::vector<int32_t> prompt_v(r.prompt.ids.begin(), r.prompt.ids.end());
 
     out.set_attr("model", entries[cell.model].name);
     out.set_attr("needle_index", static_cast<int64_t>(cell.needle));
@@ -217,6 +220,7 @@ void GenerateStage::run(pipeline::StageContext& ctx) {
     out.set_attr("needle_end", r.prompt.answer_found() ? r.span_end : int64_t{-1});
     out.set_attr("rouge1_recall", r.rouge1_recall);
     out.set_attr("prompt_mode", std::string(prompt_mode_name(s.mode)));
+    out.write("prompt_ids", prompt_v, {prompt_v.size()}, "token");
     out.write("needle_ids", needle_v, {needle_v.size()}, "span");
     out.write("generated_ids", gen_v, {steps}, "step");
     out.write_text("response", r.response);

@@ -11,6 +11,8 @@ namespace stages {
 class GenerateStage final : public pipeline::Stage {
  public:
   std::string name() const override { return "generate"; }
+  // 2: /cells/<id>/prompt_ids added (schema 1 stores lack it; everything else is unchanged).
+  int64_t schema_version() const override { return 2; }
   std::string summary() const override {
     return "needle-in-a-haystack prompts, greedy decoding with fused attention capture, ROUGE-1";
   }

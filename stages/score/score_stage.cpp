@@ -22,7 +22,7 @@ using pipeline::store::Group;
 
 namespace {
 
-constexpr int64_t kGenerateSchema = 1;  // newest generate.h5 layout this stage reads
+constexpr int64_t kGenerateSchema = 2;  // newest generate.h5 layout this stage reads (1 and 2 differ only in prompt_ids)
 
 struct ImportSpec {
   std::string name;   // model name in score.h5

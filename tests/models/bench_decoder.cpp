@@ -2,6 +2,9 @@
 //   bench_decoder [--threads N]            table for contexts 512, 1K, 2K, 4K (one child process
 //                                          per row, so peak RSS is per row)
 //   bench_decoder --one CTX CHUNK DTYPE    one row (used by the table; DTYPE f32 | bf16)
+//   ... --model DIR                        rows on a Hugging Face folder instead of the random model
+//                                          (bench_generate uses its world's model, so that its table
+//                                          describes one model)
 // Model: 8 layers, d_model 512, 8 heads (MHA, d_head 64), d_ff 1376, vocab 4096, random weights.
 // Prefill = CTX-1 tokens (as the generate stage does), decode = 32 greedy steps after it, with and
 // without capture (argmax only, as the paper needs; and argmax + top-5 + span mass).
@@ -15,9 +18,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "models/checkpoint.h"
 #include "models/decoder.h"
 #include "models/generation.h"
 #include "tests/models/tiny_models.h"
@@ -63,13 +68,21 @@ double matmul_gflops(int64_t n, torch::ScalarType dtype) {
   return 2.0 * n * n * n * reps / seconds_since(t0) / 1e9;
 }
 
-int run_one(int64_t ctx, int64_t chunk, const std::string& dtype_name) {
-  const auto spec = bench_spec();
-  const auto weights = tiny::random_weights(spec, 7);
+int run_one(int64_t ctx, int64_t chunk, const std::string& dtype_name, const std::string& model_dir) {
   models::DecoderOptions options;
   options.prefill_chunk = chunk;
   options.compute_dtype = dtype_name == "bf16" ? models::DType::BFloat16 : models::DType::Float32;
-  models::Decoder dec(spec, [&](const std::string& n) { return weights.at(n); }, options);
+  std::optional<models::ModelFolder> folder;
+  naive::WeightMap weights;
+  if (!model_dir.empty()) {
+    folder = models::load_model_folder(model_dir);
+  } else {
+    weights = tiny::random_weights(bench_spec(), 7);
+  }
+  const models::ModelSpec spec = folder ? folder->spec : bench_spec();
+  models::Decoder dec(
+      spec,
+      [&](const std::string& n) { return folder ? folder->tensor(n) : weights.at(n); }, options);
   std::vector<int64_t> prompt(static_cast<size_t>(ctx));
   for (int64_t i = 0; i < ctx; ++i) prompt[static_cast<size_t>(i)] = (i * 7919 + 13) % spec.vocab_size;
   const double rss_base = proc_status_mib("VmRSS");
@@ -156,15 +169,17 @@ bool run_child(const char* self, int threads, int64_t ctx, int64_t chunk, const 
 
 int main(int argc, char** argv) {
   int threads = 2;
+  std::string model_dir;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
+    if (arg == "--model" && i + 1 < argc) model_dir = argv[++i];
   }
   at::set_num_threads(threads);
   torch::NoGradGuard no_grad;
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--one" && i + 3 < argc) {
-      return run_one(std::atoll(argv[i + 1]), std::atoll(argv[i + 2]), argv[i + 3]);
+      return run_one(std::atoll(argv[i + 1]), std::atoll(argv[i + 2]), argv[i + 3], model_dir);
     }
   }
   std::printf("bench_decoder: 8 layers, d_model 512, 8 heads (d_head 64), d_ff 1376, vocab 4096; %d threads\n", threads);

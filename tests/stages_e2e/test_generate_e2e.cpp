@@ -51,7 +51,8 @@ TEST(GenerateE2E, StoreShapesAndRankCountIndependence) {
 
   pipeline::store::File f = pipeline::store::File::open(dir.path() / "np1" / "generate.h5");
   auto root = f.root();
-  pipeline::store::require_readable(root, "generate", 1);
+  pipeline::store::require_readable(root, "generate", 2);
+  EXPECT_EQ(root.attr_int("schema_version"), 2);
   auto model = root.open_group("models").open_group("tiny");
   EXPECT_EQ(model.attr_int("n_layer"), 2);
   EXPECT_EQ(model.attr_int("n_head"), 4);
@@ -78,6 +79,11 @@ TEST(GenerateE2E, StoreShapesAndRankCountIndependence) {
     const int64_t b = c.attr_int("needle_begin"), e = c.attr_int("needle_end");
     ASSERT_GE(b, 0) << id << ": fixed mode always knows the answer span";
     EXPECT_EQ(c.read_int32("needle_ids").data.size(), static_cast<size_t>(e - b));
+    auto prompt = c.read_int32("prompt_ids");
+    ASSERT_EQ(prompt.shape.size(), 1u) << id;
+    ASSERT_EQ(static_cast<int64_t>(prompt.shape[0]), T) << id << ": prompt_ids holds the whole prompt";
+    auto needle = c.read_int32("needle_ids");
+    for (int64_t j = b; j < e; ++j) EXPECT_EQ(prompt.data[j], needle.data[j - b]) << id << " position " << j;
     EXPECT_GE(c.attr_double("rouge1_recall"), 0.0);
     EXPECT_LE(c.attr_double("rouge1_recall"), 100.0);
     auto mass = c.read_float("capture_span_mass");

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -22,7 +23,7 @@ const char* kWords[] = {"the", "a", "cat", "dog", "sat", "ran", "on", "under", "
 
 }  // namespace
 
-void write_world(const fs::path& dir, int hidden, int layers, int heads) {
+void write_world(const fs::path& dir, int hidden, int layers, int heads, const std::string& family, bool bf16) {
   // Filler sentences from a fixed word list, each ending in " ." (its own token for WordLevel).
   fs::create_directories(dir / "haystack");
   std::ostringstream hay;
@@ -57,9 +58,18 @@ void write_world(const fs::path& dir, int hidden, int layers, int heads) {
   tc.unk_token = "<unk>";
   models::write_tokenizer_config_json(dir / "model" / "tokenizer_config.json", tc);
 
+  std::string arch = "\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\"";
+  if (family == "qwen2") {
+    arch = "\"architectures\": [\"Qwen2ForCausalLM\"], \"model_type\": \"qwen2\", \"use_sliding_window\": false";
+  } else if (family == "mixtral") {
+    arch = "\"architectures\": [\"MixtralForCausalLM\"], \"model_type\": \"mixtral\", "
+           "\"num_local_experts\": 4, \"num_experts_per_tok\": 2, \"sliding_window\": null";
+  } else if (family != "llama") {
+    throw std::invalid_argument("write_world: family '" + family + "', expected llama, qwen2 or mixtral");
+  }
   write_text_file(
       dir / "model" / "config.json",
-      "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\", \"hidden_size\": " +
+      "{" + arch + ", \"hidden_size\": " +
           std::to_string(hidden) + ", \"intermediate_size\": " + std::to_string(2 * hidden) +
           ", \"num_hidden_layers\": " + std::to_string(layers) + ", \"num_attention_heads\": " +
           std::to_string(heads) + ", \"num_key_value_heads\": " + std::to_string(heads / 2) +
@@ -67,6 +77,7 @@ void write_world(const fs::path& dir, int hidden, int layers, int heads) {
       "\"max_position_embeddings\": 1024, \"vocab_size\": " + std::to_string(vocab.size()) +
           ", \"tie_word_embeddings\": false, \"bos_token_id\": 1, \"eos_token_id\": 2, \"torch_dtype\": \"float32\"}");
   models::ModelSpec spec = models::load_model_spec(dir / "model" / "config.json");
+  if (bf16) spec.checkpoint_dtype = models::DType::BFloat16;  // save_model_folder converts the tensors
   torch::manual_seed(7);
   models::TensorMap tensors;
   for (const auto& t : models::expected_tensors(spec)) {

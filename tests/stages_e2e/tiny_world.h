@@ -4,10 +4,14 @@
 #pragma once
 
 #include <filesystem>
+#include <string>
 
 namespace test_support {
 
 // Writes <dir>/model, <dir>/haystack/filler.txt and <dir>/needles.jsonl (2 needles).
-void write_world(const std::filesystem::path& dir, int hidden = 32, int layers = 2, int heads = 4);
+// family: llama (GQA, heads / 2 KV heads), qwen2 (also q/k/v bias) or mixtral (also MoE, 4 experts,
+// top-2); bf16: store the weights as bfloat16 (config.json torch_dtype follows).
+void write_world(const std::filesystem::path& dir, int hidden = 32, int layers = 2, int heads = 4,
+                 const std::string& family = "llama", bool bf16 = false);
 
 }  // namespace test_support
