@@ -7,37 +7,47 @@
 
 namespace models {
 
-torch::Tensor AttentionCall::additive_mask(int64_t c0, int64_t n_rows, int64_t k0,
-                                           int64_t n_keys, std::optional<int64_t> window) const {
+AttentionCall::ChunkMask AttentionCall::chunk_mask(int64_t c0, int64_t n_rows, int64_t k0, int64_t n_keys,
+                                                   std::optional<int64_t> window) const {
+  const int64_t q_first = t0 + c0;  // slot of the first query row
+  // Keys run up to the chunk's last query row (k0 + n_keys == q_first + n_rows), so the causal part
+  // is the last n_rows keys; the window part is needed when some key is W or more slots before some
+  // query; padding anywhere.
+  const bool need_causal = n_rows > 1;
+  const bool need_window = window && (q_first + n_rows - 1) - k0 >= *window;
+  if (!need_window && !has_padding) {
+    if (!need_causal) return {};
+    // Only the diagonal block [C, C] is masked: a strict upper triangle of -inf, the same for every
+    // layer and every chunk of C rows (memoised). Adding it to the last C key columns leaves the other
+    // logits untouched instead of adding zeros to the whole [C, T_k] block.
+    if (m_triangle.size(-1) != n_rows) {
+      m_triangle = torch::full({n_rows, n_rows}, -std::numeric_limits<float>::infinity(),
+                               torch::dtype(torch::kFloat32).device(pad.device()))
+                       .triu_(1);
+    }
+    return {m_triangle, n_keys - n_rows};
+  }
   const bool single = (c0 == 0 && n_rows == n_new);
   const int memo = window ? 1 : 0;
-  if (single && m_single_chunk_done[memo]) return m_single_chunk_mask[memo];
-  const int64_t q_first = t0 + c0;  // slot of the first query row
-  // Causal part is needed when some key slot lies after some query slot; window part when some
-  // key is W or more slots before some query.
-  const bool need_causal = k0 + n_keys - 1 > q_first;
-  const bool need_window = window && (q_first + n_rows - 1) - k0 >= *window;
-  torch::Tensor result;
-  if (need_causal || need_window || has_padding) {
-    auto idx = torch::dtype(torch::kInt64).device(pad.device());
-    auto q = torch::arange(q_first, q_first + n_rows, idx).view({1, -1, 1});  // [1, C, 1]
-    auto k = torch::arange(k0, k0 + n_keys, idx).view({1, 1, -1});           // [1, 1, T_k]
-    auto p = pad.view({-1, 1, 1});                                            // [B, 1, 1]
-    auto allowed = (k <= q) & (k >= p);
-    if (window) allowed = allowed & (q - k < *window);
-    // Padded query rows (q < pad) would see no key: let them see themselves (their output is
-    // never used, and no NaN enters the computation).
-    allowed = allowed | ((k == q) & (q < p));  // [B, C, T_k]
-    result = torch::zeros(allowed.sizes(), torch::dtype(torch::kFloat32).device(pad.device()))
-                 .masked_fill_(allowed.logical_not(), -std::numeric_limits<float>::infinity())
-                 .unsqueeze(1)
-                 .unsqueeze(1);  // [B, 1, 1, C, T_k]
-  }
+  if (single && m_single_chunk_done[memo]) return {m_single_chunk_mask[memo], 0};
+  auto idx = torch::dtype(torch::kInt64).device(pad.device());
+  auto q = torch::arange(q_first, q_first + n_rows, idx).view({1, -1, 1});  // [1, C, 1]
+  auto k = torch::arange(k0, k0 + n_keys, idx).view({1, 1, -1});           // [1, 1, T_k]
+  auto p = pad.view({-1, 1, 1});                                            // [B, 1, 1]
+  auto allowed = (k <= q) & (k >= p);
+  if (window) allowed = allowed & (q - k < *window);
+  // Padded query rows (q < pad) would see no key: let them see themselves (their output is
+  // never used, and no NaN enters the computation).
+  allowed = allowed | ((k == q) & (q < p));  // [B, C, T_k]
+  torch::Tensor result = torch::zeros(allowed.sizes(), torch::dtype(torch::kFloat32).device(pad.device()))
+                             .masked_fill_(allowed.logical_not(), -std::numeric_limits<float>::infinity())
+                             .unsqueeze(1)
+                             .unsqueeze(1);  // [B, 1, 1, C, T_k]
   if (single) {
     m_single_chunk_mask[memo] = result;
     m_single_chunk_done[memo] = true;
   }
-  return result;
+  return {result, 0};
 }
 
 torch::Tensor attention_forward(const ModelSpec& spec, const AttentionWeights& w,
@@ -75,11 +85,15 @@ torch::Tensor attention_forward(const ModelSpec& spec, const AttentionWeights& w
 
   const std::optional<int64_t> window = call.window(layer);
   const double sqrt_d = std::sqrt(static_cast<double>(d));
-  const int64_t chunk = std::max<int64_t>(1, std::min(call.chunk, n_new));
+  // Chunks are aligned to absolute slots (multiples of `chunk`), so a row's keys, and with them its
+  // floating-point result, are the same whether the prefill started at slot 0 or after a reused prefix
+  // (models/generation.h PrefixCache).
+  const int64_t chunk = std::max<int64_t>(1, call.chunk);
   torch::Tensor out;  // [B, H, T, d]
-  if (chunk < n_new) out = torch::empty({batch, n_head, n_new, d}, q.options());
-  for (int64_t c0 = 0; c0 < n_new; c0 += chunk) {
-    const int64_t rows = std::min(chunk, n_new - c0);
+  const bool one_chunk = n_new <= chunk - call.t0 % chunk;
+  if (!one_chunk) out = torch::empty({batch, n_head, n_new, d}, q.options());
+  for (int64_t c0 = 0, rows = 0; c0 < n_new; c0 += rows) {
+    rows = std::min(chunk - (call.t0 + c0) % chunk, n_new - c0);
     const int64_t k_end = call.t0 + c0 + rows;  // keys up to the last query row (causal)
     int64_t k0 = 0;
     if (window) k0 = std::max<int64_t>(0, call.t0 + c0 - *window + 1);
@@ -92,8 +106,8 @@ torch::Tensor attention_forward(const ModelSpec& spec, const AttentionWeights& w
     scores.div_(sqrt_d);  // HF: matmul(q, k^T) / sqrt(d) in the compute dtype
     // fp32 logits (a no-op view of `scores` in fp32 compute; the mask is added in place)
     auto logits = scores.to(torch::kFloat32).view({batch, n_kv, group, rows, n_keys});
-    auto add = call.additive_mask(c0, rows, k0, n_keys, window);
-    if (add.defined()) logits.add_(add);
+    const AttentionCall::ChunkMask add = call.chunk_mask(c0, rows, k0, n_keys, window);
+    if (add.mask.defined()) logits.narrow(-1, add.first_key, n_keys - add.first_key).add_(add.mask);
     auto probs = torch::softmax(logits, -1);  // fp32 [B, n_kv, group, C, T_k]
     if (call.observer != nullptr) {
       RHEAD_CHECK(n_new == 1, pipeline::InternalError,

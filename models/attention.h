@@ -3,8 +3,8 @@
 // [B, n_kv, group * T, d] against K/V [B, n_kv, T_k, d]), causal + padding + sliding-window mask,
 // fp32 softmax, o_proj (+ optional bias), head masking and the decode-step observer.
 //
-// Prefill runs in QUERY CHUNKS of `chunk` rows, so the largest temporary is
-// [B, n_head, chunk, T_k] fp32, O(T * chunk) rather than O(T^2). A decode step (T = 1) computes the
+// Prefill runs in QUERY CHUNKS of `chunk` rows aligned to absolute cache slots, so the largest temporary
+// is [B, n_head, chunk, T_k] fp32, O(T * chunk) rather than O(T^2). A decode step (T = 1) computes the
 // exact softmax row of every query head, which is what the observer sees.
 // Sliding window W: query at position i sees keys j with i - j < W (W keys including itself), as
 // HF 4.36/4.37's eager mask and mistral-src; newer HF eager masks and flash-attn's window (W, W)
@@ -31,7 +31,7 @@ namespace models {
 struct AttentionCall {
   int64_t t0 = 0;      // cache slots already filled before this call
   int64_t n_new = 0;   // T, tokens of this call (slots [t0, t0 + T))
-  int64_t chunk = 0;   // query rows per chunk (>= 1)
+  int64_t chunk = 0;   // query rows per chunk (>= 1); chunks start at slots that are multiples of it
   std::optional<int64_t> sliding_window;  // for layers >= sliding_window_first_layer
   int64_t sliding_window_first_layer = 0;
   torch::Tensor pad;   // [B] int64 leading pad slots
@@ -44,15 +44,21 @@ struct AttentionCall {
   std::optional<int64_t> window(int64_t layer) const {
     return layer >= sliding_window_first_layer ? sliding_window : std::nullopt;
   }
-  // Additive fp32 mask [B, 1, 1, C, T_k] for query chunk [c0, c0 + C) against key slots
-  // [k0, k0 + T_k), or an undefined tensor when nothing is masked. Memoised for single-chunk calls
-  // (one entry without and one with the window).
-  torch::Tensor additive_mask(int64_t c0, int64_t n_rows, int64_t k0, int64_t n_keys,
-                              std::optional<int64_t> window) const;
+  // Additive fp32 mask of query chunk [c0, c0 + C) against key slots [k0, k0 + T_k) (the chunk's
+  // keys end at its last query row), applied to key columns [first_key, T_k): without padding and
+  // window the [C, C] causal triangle on the last C keys (memoised for all layers and chunks), else a
+  // full [B, 1, 1, C, T_k] mask (memoised for single-chunk calls: one entry without and one with the
+  // window). `mask` is undefined when nothing is masked.
+  struct ChunkMask {
+    torch::Tensor mask;
+    int64_t first_key = 0;
+  };
+  ChunkMask chunk_mask(int64_t c0, int64_t n_rows, int64_t k0, int64_t n_keys, std::optional<int64_t> window) const;
 
  private:
   mutable torch::Tensor m_single_chunk_mask[2];
   mutable bool m_single_chunk_done[2] = {false, false};
+  mutable torch::Tensor m_triangle;  // [C, C] strict upper triangle of -inf
 };
 
 struct AttentionWeights {

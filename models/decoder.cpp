@@ -134,7 +134,8 @@ torch::Tensor Decoder::forward(const torch::Tensor& ids, KvCache& cache,
   AttentionCall call;
   call.t0 = t0;
   call.n_new = n_new;
-  call.chunk = m_options.prefill_chunk > 0 ? m_options.prefill_chunk : n_new;
+  // Unchunked: one chunk spanning every slot up to this call's last one.
+  call.chunk = m_options.prefill_chunk > 0 ? m_options.prefill_chunk : t0 + n_new;
   call.sliding_window = m_spec.sliding_window;
   call.sliding_window_first_layer = m_spec.sliding_window_first_layer;
   call.pad = cache.pad();

@@ -6,6 +6,18 @@
 
 namespace models {
 
+void prefill_in_chunks(const Decoder& decoder, const torch::Tensor& ids, KvCache& cache,
+                       const ForwardOptions& options) {
+  const int64_t chunk = decoder.options().prefill_chunk;
+  const int64_t n = ids.size(1);
+  for (int64_t i = 0; i < n;) {
+    const int64_t slot = cache.length();
+    const int64_t step = chunk > 0 ? std::min(chunk - slot % chunk, n - i) : n - i;
+    decoder.forward(ids.narrow(1, i, step), cache, options);
+    i += step;
+  }
+}
+
 GenerationResult generate_greedy(const Decoder& decoder,
                                  const std::vector<std::vector<int64_t>>& prompts,
                                  const GenerationOptions& options) {
@@ -31,7 +43,38 @@ GenerationResult generate_greedy(const Decoder& decoder,
   if (options.max_new_tokens == 0) return result;
 
   const torch::Device device = decoder.options().device;
-  KvCache cache = decoder.new_cache(batch, n_prefill + options.max_new_tokens);
+  const HeadMask* mask = (options.mask != nullptr && !options.mask->empty()) ? options.mask : nullptr;
+  const bool masked_prefill = mask != nullptr && mask->in_prefill();
+  PrefixCache* reuse = (batch == 1 && !masked_prefill) ? options.prefix_cache : nullptr;
+  if (reuse != nullptr && reuse->m_decoder != &decoder) {
+    reuse->m_cache.reset();
+    reuse->m_ids.clear();
+    reuse->m_decoder = &decoder;
+  }
+  KvCache local;
+  if (reuse == nullptr || !reuse->m_cache) {
+    (reuse ? reuse->m_cache.emplace() : local) = decoder.new_cache(batch, n_prefill + options.max_new_tokens);
+  }
+  KvCache& cache = reuse ? *reuse->m_cache : local;
+  // The prefill runs as one forward call per `chunk` slots (prefill_in_chunks), so the computation of
+  // a slot range never depends on how much came before it in the same call.
+  const int64_t chunk = decoder.options().prefill_chunk;
+  int64_t n_kept = 0;  // prefill slots reused from the previous prompt: whole chunks of the common prefix
+  if (reuse != nullptr) {
+    const auto& prompt = prompts[0];
+    const auto& kept = reuse->m_ids;
+    const size_t limit = std::min(kept.size(), static_cast<size_t>(n_prefill));
+    int64_t common = 0;
+    while (static_cast<size_t>(common) < limit && kept[static_cast<size_t>(common)] == prompt[static_cast<size_t>(common)]) {
+      ++common;
+    }
+    n_kept = chunk > 0 ? common / chunk * chunk : 0;
+    cache.truncate(n_kept);
+    cache.reserve(n_prefill + options.max_new_tokens);
+    reuse->m_ids.resize(static_cast<size_t>(n_kept));  // until the prefill below has finished
+    reuse->m_reused += n_kept;
+    reuse->m_computed += n_prefill - n_kept;
+  }
   std::vector<int64_t> pad(static_cast<size_t>(batch));
   std::vector<int64_t> prefill_ids(static_cast<size_t>(batch * n_prefill), options.pad_token_id);
   std::vector<int64_t> first_ids(static_cast<size_t>(batch));
@@ -42,16 +85,14 @@ GenerationResult generate_greedy(const Decoder& decoder,
     std::copy(p.begin(), p.end() - 1, prefill_ids.begin() + b * n_prefill + (n_prefill - len));
     first_ids[static_cast<size_t>(b)] = p.back();
   }
-  cache.set_padding(pad);
-
-  const HeadMask* mask = (options.mask != nullptr && !options.mask->empty()) ? options.mask : nullptr;
-  if (n_prefill > 0) {
+  if (reuse == nullptr) cache.set_padding(pad);  // a reused cache holds one unpadded sequence
+  if (n_prefill > n_kept) {
     ForwardOptions prefill;
-    if (mask != nullptr && mask->in_prefill()) prefill.mask = mask;
+    if (masked_prefill) prefill.mask = mask;
     auto ids = torch::tensor(prefill_ids, torch::kInt64).view({batch, n_prefill});
-    decoder.forward(ids, cache, prefill);
+    prefill_in_chunks(decoder, ids.narrow(1, n_kept, n_prefill - n_kept), cache, prefill);
   }
-
+  if (reuse != nullptr) reuse->m_ids.assign(prompts[0].begin(), prompts[0].end() - 1);
   if (options.capture) {
     result.capture = std::make_shared<AttentionCapture>(batch, options.max_new_tokens, spec.n_layer,
                                                         spec.n_head, *options.capture, device);

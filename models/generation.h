@@ -16,6 +16,8 @@
 
 namespace models {
 
+class PrefixCache;
+
 struct GenerationOptions {
   int64_t max_new_tokens = 50;
   std::vector<int64_t> stop_token_ids;  // stop after emitting one of these (it is kept)
@@ -26,6 +28,9 @@ struct GenerationOptions {
   std::optional<CaptureOptions> capture;   // record attention at decode steps
   bool keep_logits = false;                // keep every decode step's logits
   int64_t pad_token_id = 0;                // id placed in left-padding slots (never attended)
+  // One prompt at a time: start the prefill after the longest common prefix with the previous prompt
+  // run through this cache (ignored for batches > 1 and masked prefills).
+  PrefixCache* prefix_cache = nullptr;
 };
 
 struct GenerationResult {
@@ -35,6 +40,35 @@ struct GenerationResult {
   std::shared_ptr<AttentionCapture> capture; // [B, max_new_tokens, L, H] tensors, -1 past n_steps
   torch::Tensor logits;                      // keep_logits: [B, steps, vocab] fp32
 };
+
+// The KV cache of the last prompt, kept for the next one. In a NIAH grid every prompt of one haystack
+// starts with the same haystack tokens up to its needle, so run in order of decreasing needle position
+// each prompt recomputes only its needle and what follows (about half the prefill over a depth sweep).
+// The prefill runs one forward call per `prefill_chunk` slots, and whole chunks of the common prefix
+// are reused, so results are bit-identical to a fresh prefill: every chunk is computed by the same
+// operations on the same shapes and values either way (causal: slot s depends on tokens <= s only). A
+// row-by-row argument would not do: BLAS may round a row differently in a GEMM of another height.
+// Needs prefill_chunk > 0 (with 0, nothing is reused).
+class PrefixCache {
+ public:
+  int64_t reused_tokens() const { return m_reused; }      // prefill tokens taken from the cache
+  int64_t computed_tokens() const { return m_computed; }  // prefill tokens computed
+  void clear() { m_ids.clear(); }
+
+ private:
+  friend GenerationResult generate_greedy(const Decoder&, const std::vector<std::vector<int64_t>>&,
+                                          const GenerationOptions&);
+  std::optional<KvCache> m_cache;  // slots [0, m_ids.size()) hold m_ids' prefill
+  const Decoder* m_decoder = nullptr;
+  std::vector<int64_t> m_ids;
+  int64_t m_reused = 0, m_computed = 0;
+};
+
+// Appends ids [B, T] to the cache as one forward call per `prefill_chunk` slots (chunks aligned to slot
+// 0; one call when prefill_chunk is 0): the prefill of generate_greedy. Peak activations are
+// [B, chunk, max(D, 2 d_ff)] instead of [B, T, ...].
+void prefill_in_chunks(const Decoder& decoder, const torch::Tensor& ids, KvCache& cache,
+                       const ForwardOptions& options = {});
 
 GenerationResult generate_greedy(const Decoder& decoder,
                                  const std::vector<std::vector<int64_t>>& prompts,

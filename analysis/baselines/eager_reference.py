@@ -14,8 +14,9 @@ generated tokens and the argmax captures are the baseline's own.
         --check RUN/score.h5
 
 ``--check`` compares with the pipeline: per cell the generated ids and every argmax position equal
-(generate.h5), per model the mean [layer, head] scores equal to 1e-9 and the same successful tests
-(score.h5). Exit status 1 on any difference, 2 on bad input.
+(generate.h5; a position where the baseline's own row is within TIE_TOLERANCE of its maximum is a
+near-tie, counted and printed, not a difference), per model the mean [layer, head] scores equal to
+1e-9 and the same successful tests (score.h5). Exit status 1 on any difference, 2 on bad input.
 
 Numerics follow HF transformers 4.37: RMSNorm in fp32, q.k^T / sqrt(d) in the compute dtype, softmax
 in fp32, RoPE (rotate-half) from fp32 cos/sin. Argmax ties go to the lowest key position (the
@@ -41,6 +42,12 @@ except ImportError:  # the caller (tests, bench) checks HAVE_TORCH and skips
 HAVE_TORCH = torch is not None
 MIN_GENERATE_SCHEMA = 2  # prompt_ids appeared in generate.h5 schema 2 (docs/STORE.md)
 SCORE_TOLERANCE = 1e-9
+# An argmax that differs from the pipeline's is a near-tie, not a difference, when the baseline's own
+# row puts the pipeline's position within this much probability of its maximum: two implementations
+# that sum in different orders (the pipeline prefills in 512-token calls, this one in blocks of
+# --prefill-block) legitimately break such ties differently (fp32 noise is ~1e-7). Near-ties are
+# counted and printed; the scores are still compared to SCORE_TOLERANCE.
+TIE_TOLERANCE = 1e-5
 
 
 class InputError(Exception):
@@ -306,10 +313,13 @@ def argmax_lowest(row):
     return torch.argmax(row, dim=-1)
 
 
-def detect_cell(model, prompt_ids, max_new_tokens, stop_ids, argmax_on_bf16_row=False):
+def detect_cell(model, prompt_ids, max_new_tokens, stop_ids, argmax_on_bf16_row=False, compare_argmax=None):
     """The official loop: prefill prompt[0:T-1], feed prompt[T-1], then per step the attention rows of
     every head, argmax per head, greedy token; stop after a stop token (scored) or max_new_tokens.
-    -> (generated [S] int, argmax [S, L, H] int32, seconds of prefill, seconds of decoding)."""
+    compare_argmax: the pipeline's [S', L, H] captures; where a step's argmax differs, the gap
+    row[own argmax] - row[pipeline's position] is recorded (for the near-tie rule of the check).
+    -> (generated [S] int, argmax [S, L, H] int32, seconds of prefill, seconds of decoding,
+        {(step, layer, head): gap})."""
     ids = torch.as_tensor(np.asarray(prompt_ids, dtype=np.int64))
     cache = []
     t0 = time.perf_counter()
@@ -317,13 +327,21 @@ def detect_cell(model, prompt_ids, max_new_tokens, stop_ids, argmax_on_bf16_row=
         model.forward(ids[:-1], cache)
     t1 = time.perf_counter()
     inp = ids[-1:]
-    generated, argmaxes = [], []
-    for _ in range(max_new_tokens):
+    generated, argmaxes, gaps = [], [], {}
+    for step in range(max_new_tokens):
         logits, rows = model.forward(inp, cache, want_rows=True)
         att = torch.stack(rows)  # [L, H, T_kv] fp32
         if argmax_on_bf16_row:
             att = att.to(torch.bfloat16)
-        argmaxes.append(argmax_lowest(att).to(torch.int32).numpy())
+        own = argmax_lowest(att)  # [L, H]
+        argmaxes.append(own.to(torch.int32).numpy())
+        if compare_argmax is not None and step < len(compare_argmax):
+            theirs = torch.as_tensor(compare_argmax[step].astype(np.int64))
+            if theirs.shape == own.shape:
+                for l, h in torch.nonzero(own != theirs).tolist():
+                    pos = int(theirs[l, h])
+                    gap = float(att[l, h, own[l, h]] - att[l, h, pos]) if 0 <= pos < att.shape[-1] else math.inf
+                    gaps[(step, l, h)] = gap
         tok = int(torch.argmax(logits))
         generated.append(tok)
         if tok in stop_ids:
@@ -332,7 +350,7 @@ def detect_cell(model, prompt_ids, max_new_tokens, stop_ids, argmax_on_bf16_row=
     t2 = time.perf_counter()
     L, H = model.cfg.n_layer, model.cfg.n_head
     cap = np.stack(argmaxes).astype(np.int32) if argmaxes else np.zeros((0, L, H), np.int32)
-    return generated, cap, t1 - t0, t2 - t1
+    return generated, cap, t1 - t0, t2 - t1, gaps
 
 
 def official_step_scores(argmax, generated, prompt_ids, begin, end):
@@ -612,7 +630,8 @@ def run_baseline(generate_h5, threads=None, max_new_tokens=None, stop_strings=No
         L, H = model.cfg.n_layer, model.cfg.n_head
         tests, test_cells, n_total = [], [], 0
         for c in (c for c in cells if c["model"] == name):
-            gen, cap, tp, td = detect_cell(model, c["prompt_ids"], max_new, stop_set, bf16_row)
+            gen, cap, tp, td, gaps = detect_cell(model, c["prompt_ids"], max_new, stop_set, bf16_row,
+                                                 compare_argmax=c["capture_argmax"])
             result["seconds_prefill"] += tp
             result["seconds_decode"] += td
             result["decode_steps"] += len(gen)
@@ -624,7 +643,8 @@ def run_baseline(generate_h5, threads=None, max_new_tokens=None, stop_strings=No
                 tests.append(scores)
                 test_cells.append(c["id"])
             result["cells"][c["id"]] = {"model": name, "generated_ids": np.asarray(gen, np.int64),
-                                        "capture_argmax": cap, "scores": scores, "success": success}
+                                        "capture_argmax": cap, "scores": scores, "success": success,
+                                        "argmax_gaps": gaps}
             log(f"eager_reference: {c['id']}: T={len(c['prompt_ids'])}, {len(gen)} steps, "
                 f"prefill {tp:.3f}s, decode {td:.3f}s")
         stacked = np.stack(tests) if tests else np.zeros((0, L, H))
@@ -659,10 +679,15 @@ def write_result(path, result, generate_h5):
             g.create_dataset("test_cells", data=np.array(m["test_cells"], dtype=h5py.string_dtype()))
 
 
-def check_against_pipeline(result, generate_h5, score_h5=None, max_report=10):
-    """-> list of difference messages (empty: identical). Cells against generate.h5 (generated ids and
-    argmax captures exactly), models against score.h5 (same successful tests, mean to 1e-9)."""
+def check_against_pipeline(result, generate_h5, score_h5=None, max_report=10, ties=None):
+    """-> list of difference messages (empty: identical). Cells against generate.h5 (generated ids
+    exactly; argmax captures exactly up to near-ties, see TIE_TOLERANCE, counted into ties["n"] and
+    ties["cells"]), models against score.h5 (same successful tests, mean to 1e-9)."""
     problems = []
+    if ties is None:
+        ties = {}
+    ties.setdefault("n", 0)
+    ties.setdefault("cells", 0)
     _, _, cells = read_generate_cells(generate_h5)
     pipeline = {c["id"]: c for c in cells}
     for cid, mine in sorted(result["cells"].items()):
@@ -675,11 +700,17 @@ def check_against_pipeline(result, generate_h5, score_h5=None, max_report=10):
         if a.shape != b.shape:
             problems.append(f"{cid}: capture_argmax shape {list(a.shape)} (baseline), {list(b.shape)} (pipeline)")
             continue
-        diff = np.argwhere(a != b)
-        if len(diff):
+        gaps = mine.get("argmax_gaps", {})
+        diff = [tuple(int(i) for i in x) for x in np.argwhere(a != b)
+                if not gaps.get(tuple(int(i) for i in x), math.inf) <= TIE_TOLERANCE]
+        n_ties = int(np.sum(a != b)) - len(diff)
+        ties["n"] += n_ties
+        ties["cells"] += 1 if n_ties else 0
+        if diff:
             s, l, h = diff[0]
-            problems.append(f"{cid}: {len(diff)} argmax positions differ; first at step {s} layer {l} head {h}: "
-                            f"baseline {a[s, l, h]}, pipeline {b[s, l, h]}")
+            problems.append(f"{cid}: {len(diff)} argmax positions differ (beyond near-ties); first at step {s} "
+                            f"layer {l} head {h}: baseline {a[s, l, h]}, pipeline {b[s, l, h]} (baseline row gap "
+                            f"{gaps.get((s, l, h), math.inf):.3g})")
     if score_h5 is not None:
         with h5py.File(score_h5, "r") as f:
             for name, m in sorted(result["models"].items()):
@@ -751,16 +782,20 @@ def main(argv=None):
               f"prefill {result['seconds_prefill']:.2f} s = {result['prefill_tokens'] / max(result['seconds_prefill'], 1e-9):.0f} tok/s, "
               f"decode {result['seconds_decode']:.2f} s = {steps / max(result['seconds_decode'], 1e-9):.1f} steps/s)")
         if args.check is not None:
-            problems = check_against_pipeline(result, args.generate_h5, args.check or None)
+            ties = {}
+            problems = check_against_pipeline(result, args.generate_h5, args.check or None, ties=ties)
             if problems:
                 print("eager_reference: DIFFERENT from the pipeline:", file=sys.stderr)
                 for p in problems:
                     print("  " + p, file=sys.stderr)
                 return 1
             n_tests = sum(len(m["test_cells"]) for m in result["models"].values())
+            tie_note = (f"; {ties['n']} near-tie argmax(es) in {ties['cells']} cell(s) broken the other way "
+                        f"(gap <= {TIE_TOLERANCE:g} in the baseline's own row)" if ties["n"] else "")
             print(f"eager_reference: identical to the pipeline: {len(result['cells'])} cells (generated ids, "
                   f"argmax captures)" + (f", mean scores of {len(result['models'])} model(s) over {n_tests} "
-                                          f"successful tests to {SCORE_TOLERANCE:g}" if args.check else ""))
+                                          f"successful tests to {SCORE_TOLERANCE:g}" if args.check else "")
+                  + tie_note)
         return 0
     except (InputError, OSError, KeyError) as e:
         print(f"eager_reference: error: {e}", file=sys.stderr)

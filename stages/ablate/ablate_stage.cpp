@@ -42,7 +42,7 @@ struct AblateSettings {
   double retrieval_threshold = 0.1;
   PromptMode prompt_mode = PromptMode::kFaithful;
   int64_t buffer_tokens = 200;
-  int64_t prefill_chunk = 512;
+  int64_t prefill_chunk = 128;
   int64_t tracked_heads = 10;
   NiahDecodeOptions decode;
   std::vector<TaskSpec> tasks;  // downstream tasks under masking
@@ -237,7 +237,9 @@ void AblateStage::declare(pipeline::ConfigSchema& schema) const {
       .optional("ablate.buffer_tokens", KeyType::Int, "200", "tokens kept free for the question")
       .optional("ablate.max_new_tokens", KeyType::Int, "50", "greedy decoding cap")
       .optional("ablate.stop_strings", KeyType::StringList, "\\n", "stop after a token containing one of these")
-      .optional("ablate.prefill_chunk", KeyType::Int, "512", "query rows per prefill attention chunk")
+      .optional("ablate.prefill_chunk", KeyType::Int, "128",
+                "prefill runs as one forward call per this many tokens (0: one call); also the unit of prefix "
+                "reuse between cells (every mask of one prompt reuses its prefill)")
       .optional("ablate.tracked_heads", KeyType::Int, "10", "top retrieval heads whose argmax positions are stored")
       .optional("ablate.tasks", KeyType::StringList, "",
                 "downstream tasks under masking: name=kind:path.jsonl, kind qa (extractive QA), cot (chain of "
@@ -365,17 +367,25 @@ void AblateStage::run(pipeline::StageContext& ctx) {
     items.push_back({cell_id(entries[c.model].name, selections[c.model][c.selection], c, s.tasks), entries[c.model].name,
                      cost});
   };
+  // Item order is processing order among cells of equal cost (pipeline/core/sharding.h), and the masks
+  // act on decode steps only, so every selection of one prompt follows the others and reuses its whole
+  // prefill; depths run from the deepest needle up, so a prompt reuses the haystack before its needle
+  // from the one before (models::PrefixCache).
   for (size_t m = 0; m < entries.size(); ++m) {
-    for (size_t sel = 0; sel < selections[m].size(); ++sel) {
-      for (size_t n = 0; n < needles.size(); ++n) {
-        for (int64_t L : s.lengths) {
-          for (int64_t d : s.depths) add({CellKind::kNiah, m, sel, n, L, d, 0, 0}, pipeline::cell_cost(L));
+    for (size_t n = 0; n < needles.size(); ++n) {
+      for (int64_t L : s.lengths) {
+        for (auto d = s.depths.rbegin(); d != s.depths.rend(); ++d) {
+          for (size_t sel = 0; sel < selections[m].size(); ++sel) {
+            add({CellKind::kNiah, m, sel, n, L, *d, 0, 0}, pipeline::cell_cost(L));
+          }
         }
       }
-      for (size_t t = 0; t < s.tasks.size(); ++t) {
-        for (size_t i = 0; i < task_items[t].size(); ++i) {
-          // A balance estimate only (the tokenizer is not loaded yet): ~4 characters per prompt token, plus the cap.
-          const auto approx_tokens = static_cast<int64_t>(task_user_text(task_items[t][i]).size() / 4);
+    }
+    for (size_t t = 0; t < s.tasks.size(); ++t) {
+      for (size_t i = 0; i < task_items[t].size(); ++i) {
+        // A balance estimate only (the tokenizer is not loaded yet): ~4 characters per prompt token, plus the cap.
+        const auto approx_tokens = static_cast<int64_t>(task_user_text(task_items[t][i]).size() / 4);
+        for (size_t sel = 0; sel < selections[m].size(); ++sel) {
           add({CellKind::kTask, m, sel, 0, 0, 0, t, i}, pipeline::cell_cost(approx_tokens + s.task_decode.max_new_tokens));
         }
       }
@@ -383,6 +393,7 @@ void AblateStage::run(pipeline::StageContext& ctx) {
   }
 
   std::unique_ptr<LoadedModel> model;
+  models::PrefixCache prefix;  // the loaded model's last prompt (reset with the model)
   std::unique_ptr<PromptBuilder> builder;
   PromptTemplate task_template;
   std::string haystack;
@@ -393,6 +404,7 @@ void AblateStage::run(pipeline::StageContext& ctx) {
   hooks.begin_group = [&](const std::string& group) {
     at::set_num_threads(ctx.threads);
     auto it = std::find_if(entries.begin(), entries.end(), [&](const ModelEntry& e) { return e.name == group; });
+    prefix = models::PrefixCache();
     model = load_model(*it, s.prefill_chunk);
     const PromptOptions po = prompt_options_for(*model, s.prompt_mode, s.buffer_tokens, ctx.config.source());
     task_template = po.prompt_template;
@@ -438,6 +450,7 @@ void AblateStage::run(pipeline::StageContext& ctx) {
                   " tokenizes to no tokens; expected a prompt");
       NiahDecodeOptions decode = s.task_decode;
       decode.mask = mask.get();
+      decode.prefix_cache = &prefix;
       const GreedyText g = greedy_text(*model, ids, decode);
       const TaskScore score = score_task_response(item, task.kind, g.response);
       std::vector<int32_t> gen_v(g.generated.begin(), g.generated.end());
@@ -455,6 +468,7 @@ void AblateStage::run(pipeline::StageContext& ctx) {
 
     NiahDecodeOptions decode = s.decode;
     decode.mask = mask.get();
+    decode.prefix_cache = &prefix;
     NiahCellResult r = run_niah_cell(*model, *builder, needles[cell.needle], cell.length, cell.depth, decode);
 
     // Error analysis over the model's top retrieval heads.

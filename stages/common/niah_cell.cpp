@@ -49,6 +49,7 @@ GreedyText greedy_text(const LoadedModel& model, const std::vector<int64_t>& ids
   models::GenerationOptions gen;
   gen.max_new_tokens = options.max_new_tokens;
   gen.mask = options.mask;
+  gen.prefix_cache = options.prefix_cache;
   gen.stop = [&](int64_t, const std::vector<int64_t>& generated) {
     std::string piece = tok.decode({generated.back()}, /*skip_special_tokens=*/false);
     for (const auto& stop : options.stop_strings) {

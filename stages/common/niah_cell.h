@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "models/generation.h"
 #include "models/head_mask.h"
 #include "stages/common/model_section.h"
 #include "stages/generate/needles.h"
@@ -25,6 +26,7 @@ struct NiahDecodeOptions {
   bool argmax_on_bf16_row = false;
   bool span_mass = false;                 // also capture the attention mass inside the answer span
   const models::HeadMask* mask = nullptr; // decode-step masking (ablation)
+  models::PrefixCache* prefix_cache = nullptr;  // reuse the previous prompt's prefix (models/generation.h)
 };
 
 struct NiahCellResult {

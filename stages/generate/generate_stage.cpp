@@ -33,7 +33,8 @@ struct GenerateSettings {
   int64_t buffer_tokens = 200;
   int64_t max_new_tokens = 50;
   std::vector<std::string> stop_strings;
-  int64_t prefill_chunk = 512;
+  int64_t prefill_chunk = 128;
+  bool reuse_prefix = true;
   bool argmax_on_bf16_row = false;
   bool span_mass = true;
 };
@@ -50,6 +51,7 @@ GenerateSettings read_settings(const pipeline::Config& c) {
   s.max_new_tokens = c.get_int("generate.max_new_tokens");
   s.stop_strings = c.get_strings("generate.stop_strings");
   s.prefill_chunk = c.get_int("generate.prefill_chunk");
+  s.reuse_prefix = c.get_bool("generate.reuse_prefix");
   s.argmax_on_bf16_row = c.get_bool("generate.argmax_on_bf16_row");
   s.span_mass = c.get_bool("generate.span_mass");
   return s;
@@ -75,6 +77,7 @@ std::string cell_id(const std::string& model, const GenerateCell& c) {
 // (each tokenizes its haystack once).
 struct ModelState {
   std::unique_ptr<LoadedModel> model;
+  models::PrefixCache prefix;  // the last prompt's prefill, for the next one
   std::vector<std::unique_ptr<PromptBuilder>> builders;  // [needle]
 };
 
@@ -118,7 +121,12 @@ void GenerateStage::declare(pipeline::ConfigSchema& schema) const {
       .optional("generate.max_new_tokens", KeyType::Int, "50", "greedy decoding cap")
       .optional("generate.stop_strings", KeyType::StringList, "\\n",
                 "stop after a token whose text contains one of these (the official code stops on newline)")
-      .optional("generate.prefill_chunk", KeyType::Int, "512", "query rows per prefill attention chunk")
+      .optional("generate.prefill_chunk", KeyType::Int, "128",
+                "prefill runs as one forward call per this many tokens (0: one call); also the unit of "
+                "reuse_prefix. 128 was fastest on CPU (docs/BENCHMARKS.md); GPUs: not measured")
+      .optional("generate.reuse_prefix", KeyType::Bool, "true",
+                "reuse the previous prompt's KV cache for whole chunks of the common prefix (results are "
+                "bit-identical; false for benchmarks)")
       .optional("generate.argmax_on_bf16_row", KeyType::Bool, "false",
                 "argmax of the bf16-cast attention row, as the official code (ties to the lowest position)")
       .optional("generate.span_mass", KeyType::Bool, "true", "also store attention mass inside the answer span");
@@ -152,6 +160,8 @@ void GenerateStage::validate(const pipeline::StageContext& ctx) const {
                 ", expected percentages in [0, 100]");
   }
   RHEAD_CHECK(s.max_new_tokens >= 1, ConfigError, "[config] ", c.source(), ": [generate] max_new_tokens must be >= 1");
+  RHEAD_CHECK(s.prefill_chunk >= 0, ConfigError, "[config] ", c.source(), ": [generate] prefill_chunk: got ",
+              s.prefill_chunk, ", expected >= 0 (0: the whole prompt in one call)");
 }
 
 void GenerateStage::run(pipeline::StageContext& ctx) {
@@ -165,7 +175,11 @@ void GenerateStage::run(pipeline::StageContext& ctx) {
   for (size_t m = 0; m < entries.size(); ++m) {
     for (size_t n = 0; n < needles.size(); ++n) {
       for (int64_t L : s.lengths) {
-        for (int64_t d : s.depths) {
+        // Item order is processing order among cells of equal cost (pipeline/core/sharding.h): from the
+        // deepest needle up, each prompt reuses the haystack before its needle from the one before
+        // (models::PrefixCache; results are bit-identical).
+        for (auto depth = s.depths.rbegin(); depth != s.depths.rend(); ++depth) {
+          const int64_t d = *depth;
           GenerateCell cell{m, n, L, d};
           grid.push_back(cell);
           items.push_back({cell_id(entries[m].name, cell), entries[m].name, pipeline::cell_cost(L)});
@@ -199,6 +213,7 @@ void GenerateStage::run(pipeline::StageContext& ctx) {
   decode.span_mass = s.span_mass;
   hooks.compute = [&](size_t index, pipeline::store::Group& out) {
     const GenerateCell& cell = grid[index];
+    decode.prefix_cache = s.reuse_prefix ? &current->prefix : nullptr;
     const models::ModelSpec& spec = current->model->folder.spec;
     NiahCellResult r = run_niah_cell(*current->model, *current->builders[cell.needle], needles[cell.needle],
                                      cell.length, cell.depth, decode);
@@ -228,6 +243,13 @@ void GenerateStage::run(pipeline::StageContext& ctx) {
     if (s.span_mass) out.write("capture_span_mass", r.span_mass, {steps, L, H}, "step,layer,head");
   };
   pipeline::CellRunStats stats = pipeline::run_cells(ctx, items, hooks);
+  for (const auto& [name, state] : loaded) {
+    if (!s.reuse_prefix) break;
+    const int64_t reused = state.prefix.reused_tokens(), computed = state.prefix.computed_tokens();
+    pipeline::log::info("generate: ", name, " on rank ", ctx.comm.rank(), ": prefill ", computed, " tokens computed, ",
+                        reused, " reused from the previous prompt (",
+                        reused + computed > 0 ? 100 * reused / (reused + computed) : 0, " %)");
+  }
 
   if (ctx.comm.rank() != 0) return;
   pipeline::store::Group models_group = ctx.output->root().create_group("models");

@@ -187,7 +187,27 @@ class AgainstPipeline(unittest.TestCase):
             d[...] = a
         r = self.baseline(bad, "--check")
         self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
-        self.assertIn(f"{cid}: 1 argmax positions differ; first at step 0 layer 1 head 2", r.stderr)
+        self.assertIn(f"{cid}: 1 argmax positions differ (beyond near-ties); first at step 0 layer 1 head 2",
+                      r.stderr)
+
+    def test_near_ties_are_counted_not_reported(self):
+        # A baseline result that disagrees with the pipeline at one position: a near-tie when the
+        # baseline's own row puts the pipeline's position within TIE_TOLERANCE of its maximum.
+        gen = os.path.join(self.runs["llama"], "generate.h5")
+        with h5py.File(gen, "r") as f:
+            cid = sorted(f["cells"])[0]
+            argmax = f["cells"][cid]["capture_argmax"][()]
+            ids = f["cells"][cid]["generated_ids"][()].astype(np.int64)
+        mine = argmax.copy()
+        mine[0, 1, 2] += 1
+        for gap, expect_problem in ((er.TIE_TOLERANCE / 10, False), (er.TIE_TOLERANCE * 10, True)):
+            with self.subTest(gap=gap):
+                result = {"cells": {cid: {"generated_ids": ids, "capture_argmax": mine,
+                                          "argmax_gaps": {(0, 1, 2): gap}}}, "models": {}}
+                ties = {}
+                problems = er.check_against_pipeline(result, gen, ties=ties)
+                self.assertEqual(bool(problems), expect_problem, problems)
+                self.assertEqual(ties["n"], 0 if expect_problem else 1)
 
     def test_nudged_mean_is_reported(self):
         run_dir = self.runs["qwen2"]

@@ -94,7 +94,7 @@ int run_one(int64_t ctx, int64_t chunk, const std::string& dtype_name, const std
   for (int rep = 0; rep < 2; ++rep) {
     auto cache = dec.new_cache(1, ctx + 64);
     auto t0 = Clock::now();
-    dec.forward(ids, cache);
+    models::prefill_in_chunks(dec, ids, cache);  // as generate_greedy: one call per chunk
     t_prefill = std::min(t_prefill, seconds_since(t0));
   }
   const double peak_after_prefill = proc_status_mib("VmHWM");
@@ -109,7 +109,7 @@ int run_one(int64_t ctx, int64_t chunk, const std::string& dtype_name, const std
   // and without capture; only the steps are timed.
   const int64_t steps = 32;
   auto cache2 = dec.new_cache(1, ctx + steps);
-  dec.forward(ids, cache2);
+  models::prefill_in_chunks(dec, ids, cache2);
   auto decode_time = [&](int capture) {  // 0 none, 1 argmax (the paper), 2 argmax + top-5 + span
     models::GenerationOptions g;
     g.max_new_tokens = steps;

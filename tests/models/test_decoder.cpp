@@ -201,6 +201,60 @@ TEST_P(FamilyTest, TokenByTokenWithCacheGrowthEqualsOneCall) {
   }
 }
 
+TEST_P(FamilyTest, PrefixCacheReuseIsBitIdenticalToFreshPrefill) {
+  // A sequence of prompts sharing prefixes of every kind with their predecessor (none, one token,
+  // across and inside chunk boundaries, the whole prompt, a prompt that is a prefix of the last one):
+  // generating through one PrefixCache must give exactly, bit for bit, what fresh prefills give.
+  const auto m = tiny::make_model(GetParam());
+  const auto base = random_prompt(40, m.spec.vocab_size, 21);
+  std::vector<std::vector<int64_t>> prompts;
+  uint32_t seed = 50;
+  for (int64_t shared : {0, 30, 31, 17, 1, 16, 39, 40, 25, 5}) {
+    auto p = std::vector<int64_t>(base.begin(), base.begin() + shared);
+    auto tail = random_prompt(40 - shared + (shared % 3), m.spec.vocab_size, seed++);
+    if (shared < 40) p.insert(p.end(), tail.begin(), tail.end());
+    prompts.push_back(p);
+  }
+  prompts.push_back(std::vector<int64_t>(base.begin(), base.begin() + 12));  // a prefix of the last one
+  for (int64_t chunk : {3, 8, 0}) {
+    auto dec = make_decoder(m, chunk);
+    models::PrefixCache prefix;
+    int64_t expect_reused = 0;
+    std::vector<int64_t> previous;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      models::GenerationOptions opt;
+      opt.max_new_tokens = 4;
+      opt.keep_logits = true;
+      models::CaptureOptions cap;
+      cap.top_k = 2;
+      cap.spans.push_back({1, 6});
+      opt.capture = cap;
+      auto fresh = models::generate_greedy(dec, {prompts[i]}, opt);
+      opt.prefix_cache = &prefix;
+      auto reused = models::generate_greedy(dec, {prompts[i]}, opt);
+      const std::string where = "chunk " + std::to_string(chunk) + " prompt " + std::to_string(i);
+      EXPECT_EQ(reused.tokens, fresh.tokens) << where;
+      EXPECT_TRUE(torch::equal(reused.logits, fresh.logits)) << where;
+      EXPECT_TRUE(torch::equal(reused.capture->argmax(), fresh.capture->argmax())) << where;
+      EXPECT_TRUE(torch::equal(reused.capture->top_prob(), fresh.capture->top_prob())) << where;
+      EXPECT_TRUE(torch::equal(reused.capture->span_mass(), fresh.capture->span_mass())) << where;
+      // Whole chunks of the common prefix of the prefill parts (prompt minus its last token) are reused.
+      const std::vector<int64_t> prefill(prompts[i].begin(), prompts[i].end() - 1);
+      int64_t lcp = 0;
+      while (lcp < static_cast<int64_t>(std::min(previous.size(), prefill.size())) &&
+             previous[static_cast<size_t>(lcp)] == prefill[static_cast<size_t>(lcp)]) {
+        ++lcp;
+      }
+      expect_reused += chunk > 0 ? lcp / chunk * chunk : 0;
+      previous = prefill;
+    }
+    EXPECT_EQ(prefix.reused_tokens(), expect_reused) << "chunk " << chunk;
+    if (chunk > 0) {
+      EXPECT_GT(prefix.reused_tokens(), 100) << "chunk " << chunk;
+    }
+  }
+}
+
 TEST_P(FamilyTest, Bf16TokensMostlyAgreeWithFp32) {
   const auto m = tiny::make_model(GetParam());
   const auto prompts = prompts_for(m.spec.vocab_size, 3);
