@@ -69,6 +69,26 @@ std::string instantiate_like(const std::string& pattern, const std::string& key)
   return out;
 }
 
+// For a pattern with one "*" segment ("model.*.path") and a key that matches it only when the "*"
+// spans several dot-separated segments ("model.mistral-7b-v0.2.path"), that span ("mistral-7b-v0.2");
+// else "". Section names given by the user cannot contain dots (INI sections nest by dots).
+std::string dotted_wildcard(const std::string& pattern, const std::string& key) {
+  auto p = split_dots(pattern);
+  auto k = split_dots(key);
+  const auto star = std::find(p.begin(), p.end(), "*");
+  if (star == p.end() || std::count(p.begin(), p.end(), "*") != 1 || k.size() <= p.size()) return "";
+  const size_t before = static_cast<size_t>(star - p.begin()), after = p.size() - before - 1;
+  for (size_t i = 0; i < before; ++i) {
+    if (p[i] != k[i]) return "";
+  }
+  for (size_t i = 0; i < after; ++i) {
+    if (p[p.size() - 1 - i] != k[k.size() - 1 - i]) return "";
+  }
+  std::string name;
+  for (size_t i = before; i < k.size() - after; ++i) name += (name.empty() ? "" : ".") + k[i];
+  return name;
+}
+
 std::string section_of(const std::string& key) {
   auto pos = key.rfind('.');
   return pos == std::string::npos ? std::string() : key.substr(0, pos);
@@ -383,6 +403,16 @@ Config Config::parse_text(const ConfigSchema& schema, const std::string& text,
     int line = find_line(text, key);
     std::string at = source_name + (line ? ":" + std::to_string(line) : "");
     if (!spec) {
+      for (const auto& n : all_names) {
+        const std::string name = dotted_wildcard(n, key);
+        if (name.empty()) continue;
+        std::string fixed = name;
+        std::replace(fixed.begin(), fixed.end(), '.', '_');
+        throw ConfigError(str_cat("[config] ", at, ": section name '", name, "' (key '", key,
+                                  "') contains a dot; names in [", n.substr(0, n.find('*')),
+                                  "<name>] cannot, because INI sections nest by dots. Hint: call it '", fixed,
+                                  "' (the path inside the section may contain dots)"));
+      }
       std::vector<std::string> candidates;
       for (const auto& n : all_names) candidates.push_back(instantiate_like(n, key));
       std::string hint = nearest_name(key, candidates);

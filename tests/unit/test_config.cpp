@@ -89,6 +89,9 @@ TEST(Config, UnknownKeySuggestsNearest) {
                {"jobs/a.ini:3", "unknown key 'sed'", "[job]", "did you mean 'job.seed'"});
   expect_error([] { Config::parse_text(schema(), "[job]\nname = x\n[model.base]\npaht = /m\n", "a.ini"); },
                {"a.ini:4", "'paht'", "[model.base]", "did you mean 'model.base.path'"});
+  // A dot inside a user-chosen section name splits the section: say so, and how to fix it.
+  expect_error([] { Config::parse_text(schema(), "[job]\nname = x\n[model.mistral-7b-v0.2]\npath = /m/v0.2\n", "a.ini"); },
+               {"a.ini", "section name 'mistral-7b-v0.2'", "contains a dot", "[model.<name>]", "call it 'mistral-7b-v0_2'"});
   expect_error([] { Config::parse_text(schema(), "[job]\nname = x\nzzzzzzzzzz = 1\n", "a.ini"); },
                {"unknown key 'zzzzzzzzzz'", "--help-keys"});
 }
