@@ -28,8 +28,8 @@ struct GenerationOptions {
   std::optional<CaptureOptions> capture;   // record attention at decode steps
   bool keep_logits = false;                // keep every decode step's logits
   int64_t pad_token_id = 0;                // id placed in left-padding slots (never attended)
-  // One prompt at a time: start the prefill after the longest common prefix with the previous prompt
-  // run through this cache (ignored for batches > 1 and masked prefills).
+  // One prompt at a time: start the prefill after the whole prefill chunks this prompt shares with the
+  // previous prompt run through this cache (ignored for batches > 1 and masked prefills).
   PrefixCache* prefix_cache = nullptr;
 };
 
