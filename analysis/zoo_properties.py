@@ -63,13 +63,11 @@ def niah_within_context(cells: Sequence[Dict[str, object]], model: str, context:
     return (float(np.mean(recalls)) if recalls else float("nan"), len(recalls))
 
 
-def masking_effect(summary: rs.AblateSummary, k: int, mode: str = "uniform"
-                   ) -> Tuple[float, float, float, int]:
-    """(unmasked, top-K masked, mean over seeds of random-K masked) NIAH recall at K = k in `mode`,
-    and the number of random seeds found. NaN where a row is missing."""
+def _at_k(rows, ks, values, k: int, mode: str) -> Tuple[float, float, List[float]]:
+    """(unmasked, top-K, [random-K per seed]) values of ablate rows at K = k in `mode`; NaN if missing."""
     unmasked = top = float("nan")
     randoms: List[float] = []
-    for row, kk, value in zip(summary.rows, summary.k, summary.mean_recall):
+    for row, kk, value in zip(rows, ks, values):
         row_mode, selection = ad.split_row(row)
         kind, _ = ad.selection_kind(selection)
         if kind == "none":
@@ -78,19 +76,20 @@ def masking_effect(summary: rs.AblateSummary, k: int, mode: str = "uniform"
             top = float(value)
         elif row_mode == mode and int(kk) == k and kind == "random":
             randoms.append(float(value))
+    return unmasked, top, randoms
+
+
+def masking_effect(summary: rs.AblateSummary, k: int, mode: str = "uniform"
+                   ) -> Tuple[float, float, float, int]:
+    """(unmasked, top-K masked, mean over seeds of random-K masked) NIAH recall at K = k in `mode`,
+    and the number of random seeds found. NaN where a row is missing."""
+    unmasked, top, randoms = _at_k(summary.rows, summary.k, summary.mean_recall, k, mode)
     return unmasked, top, (float(np.mean(randoms)) if randoms else float("nan")), len(randoms)
 
 
 def task_drop(task: rs.TaskSummary, k: int, mode: str = "uniform") -> Tuple[float, float, float]:
     """(unmasked EM, top-K masked EM, relative drop 1 - masked / unmasked) of a task; NaN if missing."""
-    unmasked = top = float("nan")
-    for row, kk, em in zip(task.rows, task.k, task.exact_match):
-        row_mode, selection = ad.split_row(row)
-        kind, _ = ad.selection_kind(selection)
-        if kind == "none":
-            unmasked = float(em)
-        elif row_mode == mode and int(kk) == k and kind == "top":
-            top = float(em)
+    unmasked, top, _ = _at_k(task.rows, task.k, task.exact_match, k, mode)
     drop = 1.0 - top / unmasked if unmasked > 0 else float("nan")
     return unmasked, top, drop
 

@@ -53,7 +53,6 @@ class PrefixCache {
  public:
   int64_t reused_tokens() const { return m_reused; }      // prefill tokens taken from the cache
   int64_t computed_tokens() const { return m_computed; }  // prefill tokens computed
-  void clear() { m_ids.clear(); }
 
  private:
   friend GenerationResult generate_greedy(const Decoder&, const std::vector<std::vector<int64_t>>&,

@@ -24,11 +24,16 @@ std::string text_of(const ToyWorld& w, const std::vector<int64_t>& ids, size_t b
   return out;
 }
 
-TEST(ToyWorld, NiahSamplesAnswerEveryQuestionFromTheContext) {
-  ToyWorld world(1234);
+TrainingMix niah_only() {
   TrainingMix mix;
   mix.niah = 1;
-  mix.qa = mix.reasoning = 0;
+  mix.qa = mix.reasoning = mix.copy = 0;
+  return mix;
+}
+
+TEST(ToyWorld, NiahSamplesAnswerEveryQuestionFromTheContext) {
+  ToyWorld world(1234);
+  const TrainingMix mix = niah_only();
   SplitMix64 rng(5);
   for (int n = 0; n < 50; ++n) {
     auto seq = world.sample(rng, 256, mix);
@@ -53,9 +58,7 @@ TEST(ToyWorld, NiahSamplesAnswerEveryQuestionFromTheContext) {
 
 TEST(ToyWorld, ShortNiahSamplesOfTheCurriculumStillFitANeedleAndItsQuestion) {
   ToyWorld world(1234);
-  TrainingMix mix;
-  mix.niah = 1;
-  mix.qa = mix.reasoning = 0;
+  const TrainingMix mix = niah_only();
   SplitMix64 rng(6);
   for (int n = 0; n < 200; ++n) {
     auto seq = world.sample(rng, 32, mix);
