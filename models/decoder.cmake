@@ -1,9 +1,19 @@
 # Generic decoder: RoPE, GQA attention with KV cache and chunked prefill, SwiGLU / sparse MoE,
-# attention capture (observer), head masking, greedy generation; its trainable twin (toy zoo). Tests: tests/models/.
+# attention capture (observer), head masking, greedy generation; its trainable twin (toy zoo); the CPU
+# inference thread setup (thread count, subnormal flushing). Tests: tests/models/.
 target_sources(models PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/rope.cpp
   ${CMAKE_CURRENT_LIST_DIR}/attention.cpp
   ${CMAKE_CURRENT_LIST_DIR}/capture.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/cpu_compute.cpp
   ${CMAKE_CURRENT_LIST_DIR}/decoder.cpp
   ${CMAKE_CURRENT_LIST_DIR}/generation.cpp
   ${CMAKE_CURRENT_LIST_DIR}/trainable.cpp)
+# cpu_compute.cpp opens an OpenMP region itself (OpenBLAS-openmp's pool; models/cpu_compute.h): that one
+# file gets the OpenMP flags (and no precompiled header, which was built without them); the runtime is
+# linked (LibTorch links it already).
+find_package(OpenMP REQUIRED COMPONENTS CXX)
+separate_arguments(rhead_openmp_flags UNIX_COMMAND "${OpenMP_CXX_FLAGS}")
+set_source_files_properties(${CMAKE_CURRENT_LIST_DIR}/cpu_compute.cpp PROPERTIES
+  COMPILE_OPTIONS "${rhead_openmp_flags}" SKIP_PRECOMPILE_HEADERS ON)
+target_link_libraries(models PRIVATE ${OpenMP_CXX_LIBRARIES})

@@ -14,6 +14,7 @@
 #include "pipeline/core/error.h"
 #include "pipeline/core/logging.h"
 #include "pipeline/core/sharding.h"
+#include "models/cpu_compute.h"
 #include "pipeline/runner/cell_driver.h"
 #include "pipeline/store/store_header.h"
 #include "stages/ablate/ablate_ops.h"
@@ -402,7 +403,7 @@ void AblateStage::run(pipeline::StageContext& ctx) {
   torch::Tensor head_mean;
   pipeline::CellHooks hooks;
   hooks.begin_group = [&](const std::string& group) {
-    at::set_num_threads(ctx.threads);
+    models::configure_cpu_compute(ctx.threads, /*flush_subnormals=*/true);  // models/cpu_compute.h
     auto it = std::find_if(entries.begin(), entries.end(), [&](const ModelEntry& e) { return e.name == group; });
     prefix = models::PrefixCache();
     model = load_model(*it, s.prefill_chunk);

@@ -9,6 +9,7 @@
 #include "pipeline/core/error.h"
 #include "pipeline/core/logging.h"
 #include "pipeline/core/sharding.h"
+#include "models/cpu_compute.h"
 #include "pipeline/runner/cell_driver.h"
 #include "stages/common/model_section.h"
 #include "stages/common/niah_cell.h"
@@ -192,7 +193,7 @@ void GenerateStage::run(pipeline::StageContext& ctx) {
   ModelState* current = nullptr;
   pipeline::CellHooks hooks;
   hooks.begin_group = [&](const std::string& group) {
-    at::set_num_threads(ctx.threads);
+    models::configure_cpu_compute(ctx.threads, /*flush_subnormals=*/true);  // models/cpu_compute.h
     size_t m = static_cast<size_t>(std::find_if(entries.begin(), entries.end(),
                                                 [&](const ModelEntry& e) { return e.name == group; }) -
                                    entries.begin());

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "models/checkpoint.h"
+#include "models/cpu_compute.h"
 #include "models/model_config.h"
 #include "models/trainable.h"
 #include "pipeline/core/error.h"
@@ -394,7 +395,7 @@ void TrainStage::validate(const pipeline::StageContext& ctx) const {
 
 void TrainStage::run(pipeline::StageContext& ctx) {
   const TrainSettings s = read_settings(ctx.config, ctx.run_dir);
-  at::set_num_threads(ctx.threads);
+  models::configure_cpu_compute(ctx.threads, /*flush_subnormals=*/false);  // IEEE: models/cpu_compute.h
   const ToyWorld world(s.seed);
   if (ctx.comm.rank() == 0) {
     fs::create_directories(s.out);

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "models/checkpoint.h"
+#include "models/cpu_compute.h"
 #include "models/decoder.h"
 #include "models/generation.h"
 #include "tests/models/tiny_models.h"
@@ -175,7 +176,7 @@ int main(int argc, char** argv) {
     if (arg == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
     if (arg == "--model" && i + 1 < argc) model_dir = argv[++i];
   }
-  at::set_num_threads(threads);
+  models::configure_cpu_compute(threads, /*flush_subnormals=*/true);
   torch::NoGradGuard no_grad;
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--one" && i + 3 < argc) {
