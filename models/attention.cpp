@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 
+#include "models/projection.h"
 #include "pipeline/core/error.h"
 
 namespace models {
@@ -62,8 +63,7 @@ torch::Tensor attention_forward(const ModelSpec& spec, const AttentionWeights& w
   const auto dtype = x.scalar_type();
 
   // qkv: [B, T, (H + 2 n_kv) d]
-  auto qkv = w.b_qkv.defined() ? torch::nn::functional::linear(x, w.w_qkv, w.b_qkv)
-                               : torch::nn::functional::linear(x, w.w_qkv);
+  auto qkv = project(x, w.w_qkv, w.b_qkv);
   auto q = qkv.narrow(-1, 0, n_head * d).view({batch, n_new, n_head, d}).transpose(1, 2);
   auto k = qkv.narrow(-1, n_head * d, n_kv * d).view({batch, n_new, n_kv, d}).transpose(1, 2);
   auto v = qkv.narrow(-1, (n_head + n_kv) * d, n_kv * d)
@@ -134,8 +134,7 @@ torch::Tensor attention_forward(const ModelSpec& spec, const AttentionWeights& w
   }
 
   auto merged = out.transpose(1, 2).reshape({batch, n_new, n_head * d});  // [B, T, H d]
-  return w.b_o.defined() ? torch::nn::functional::linear(merged, w.w_o, w.b_o)
-                         : torch::nn::functional::linear(merged, w.w_o);
+  return project(merged, w.w_o, w.b_o);
 }
 
 }  // namespace models

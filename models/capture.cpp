@@ -13,7 +13,8 @@ AttentionCapture::AttentionCapture(int64_t batch, int64_t max_steps, int64_t n_l
               ", max_steps ", max_steps, ": expected batch > 0 and max_steps >= 0");
   auto i32 = torch::dtype(torch::kInt32).device(device);
   auto f32 = torch::dtype(torch::kFloat32).device(device);
-  if (m_options.argmax) m_argmax = torch::full({batch, max_steps, n_layer, n_head}, -1, i32);
+  // Written as int64 (argmax's own dtype: one kernel per layer writes the slot), handed out as int32.
+  if (m_options.argmax) m_argmax_steps = torch::full({batch, max_steps, n_layer, n_head}, -1, i32.dtype(torch::kInt64));
   if (m_options.top_k > 0) {
     m_top_pos = torch::full({batch, max_steps, n_layer, n_head, m_options.top_k}, -1, i32);
     m_top_prob = torch::zeros({batch, max_steps, n_layer, n_head, m_options.top_k}, f32);
@@ -45,25 +46,35 @@ void AttentionCapture::on_decode_attention(int64_t layer, const torch::Tensor& p
                                            int64_t key_begin, const torch::Tensor& pad) {
   // probs: [B, H, K] fp32; positions of key k for sequence b: key_begin + k - pad[b].
   const int64_t n_key = probs.size(2);
-  auto offset = (key_begin - pad).view({-1, 1});  // [B, 1]
+  if (!m_pad_known) {  // the padding is fixed for a whole generation: one host sync per capture
+    m_any_pad = pad.ne(0).any().item<bool>();
+    m_pad_known = true;
+  }
+  torch::Tensor offset_memo;  // [B, 1] key_begin - pad[b]: slot index -> position, made when needed
+  auto offset = [&]() -> const torch::Tensor& {
+    if (!offset_memo.defined()) offset_memo = (key_begin - pad).view({-1, 1});
+    return offset_memo;
+  };
   if (m_options.argmax) {
-    // torch::argmax returns the first maximal index (lowest position wins).
+    // torch::argmax returns the first maximal index (lowest position wins). Slot index -> position
+    // only where they differ (padding or a sliding window): a decode step costs one kernel per layer.
     auto row = m_options.argmax_on_bf16_row ? probs.to(torch::kBFloat16) : probs;
-    auto idx = row.argmax(-1) + offset;  // [B, H]
-    m_argmax.select(1, m_step).select(1, layer).copy_(idx);
+    auto dst = m_argmax_steps.select(1, m_step).select(1, layer);  // [B, H]
+    torch::argmax_out(dst, row, -1);
+    if (key_begin != 0 || m_any_pad) dst.add_(offset());
   }
   if (m_options.top_k > 0) {
     const int64_t k = std::min(m_options.top_k, n_key);
     auto [values, idx] = probs.topk(k, -1, /*largest=*/true, /*sorted=*/true);  // [B, H, k]
     auto pos_dst = m_top_pos.select(1, m_step).select(1, layer);
     auto prob_dst = m_top_prob.select(1, m_step).select(1, layer);
-    pos_dst.narrow(-1, 0, k).copy_(idx + offset.unsqueeze(-1));
+    pos_dst.narrow(-1, 0, k).copy_(idx + offset().unsqueeze(-1));
     prob_dst.narrow(-1, 0, k).copy_(values);
   }
   if (m_span_mass.defined()) {
     // Span in slots: [begin + pad - key_begin, end + pad - key_begin) of this row.
     auto key = torch::arange(n_key, torch::dtype(torch::kInt64).device(probs.device()));
-    auto pos = key.view({1, -1}) + offset;  // [B, K] positions
+    auto pos = key.view({1, -1}) + offset();  // [B, K] positions
     auto inside = (pos >= m_span_begin.view({-1, 1})) & (pos < m_span_end.view({-1, 1}));
     auto mass = torch::bmm(probs, inside.to(torch::kFloat32).unsqueeze(-1)).squeeze(-1);  // [B, H]
     m_span_mass.select(1, m_step).select(1, layer).copy_(mass);
@@ -77,13 +88,14 @@ void AttentionCapture::finalize(const std::vector<int64_t>& n_steps) {
     const int64_t n = n_steps[static_cast<size_t>(b)];
     if (n >= m_max_steps) continue;
     const int64_t rest = m_max_steps - n;
-    if (m_argmax.defined()) m_argmax[b].narrow(0, n, rest).fill_(-1);
+    if (m_argmax_steps.defined()) m_argmax_steps[b].narrow(0, n, rest).fill_(-1);
     if (m_top_pos.defined()) {
       m_top_pos[b].narrow(0, n, rest).fill_(-1);
       m_top_prob[b].narrow(0, n, rest).fill_(0);
     }
     if (m_span_mass.defined()) m_span_mass[b].narrow(0, n, rest).fill_(0);
   }
+  if (m_argmax_steps.defined()) m_argmax = m_argmax_steps.to(torch::kInt32);
 }
 
 }  // namespace models

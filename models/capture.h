@@ -50,7 +50,8 @@ class AttentionCapture : public AttentionObserver {
   void set_step(int64_t step);
   void on_decode_attention(int64_t layer, const torch::Tensor& probs, int64_t key_begin,
                            const torch::Tensor& pad) override;
-  // Marks steps >= n_steps[b] of sequence b as not run (argmax/top_pos -1, probabilities 0).
+  // Marks steps >= n_steps[b] of sequence b as not run (argmax/top_pos -1, probabilities 0) and
+  // makes argmax() available.
   void finalize(const std::vector<int64_t>& n_steps);
 
   const CaptureOptions& options() const { return m_options; }
@@ -64,7 +65,9 @@ class AttentionCapture : public AttentionObserver {
   int64_t m_batch;
   int64_t m_max_steps;
   int64_t m_step = 0;
-  torch::Tensor m_argmax, m_top_pos, m_top_prob, m_span_mass;
+  torch::Tensor m_argmax_steps;  // [B, max_steps, L, H] int64, written per decode step
+  torch::Tensor m_argmax, m_top_pos, m_top_prob, m_span_mass;  // m_argmax: int32, set by finalize()
+  bool m_pad_known = false, m_any_pad = false;
   torch::Tensor m_span_begin, m_span_end;  // [B] int64 positions
 };
 

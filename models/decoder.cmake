@@ -8,6 +8,7 @@ target_sources(models PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/cpu_compute.cpp
   ${CMAKE_CURRENT_LIST_DIR}/decoder.cpp
   ${CMAKE_CURRENT_LIST_DIR}/generation.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/projection.cpp
   ${CMAKE_CURRENT_LIST_DIR}/trainable.cpp)
 # cpu_compute.cpp opens an OpenMP region itself (OpenBLAS-openmp's pool; models/cpu_compute.h): that one
 # file gets the OpenMP flags (and no precompiled header, which was built without them); the runtime is

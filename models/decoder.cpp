@@ -2,6 +2,7 @@
 
 #include <sstream>
 
+#include "models/projection.h"
 #include "pipeline/core/error.h"
 
 namespace models {
@@ -86,9 +87,9 @@ torch::Tensor Decoder::rms_norm(const torch::Tensor& x, const torch::Tensor& wei
 
 torch::Tensor Decoder::mlp(const Layer& layer, const torch::Tensor& x) const {
   const int64_t F = m_spec.intermediate_size;
-  auto gate_up = torch::nn::functional::linear(x, layer.w_gate_up);  // [B, T, 2F]
+  auto gate_up = project(x, layer.w_gate_up);  // [B, T, 2F]
   auto hidden = torch::silu(gate_up.narrow(-1, 0, F)) * gate_up.narrow(-1, F, F);
-  return torch::nn::functional::linear(hidden, layer.w_down);
+  return project(hidden, layer.w_down);
 }
 
 torch::Tensor Decoder::moe(const Layer& layer, const torch::Tensor& x) const {
@@ -96,7 +97,7 @@ torch::Tensor Decoder::moe(const Layer& layer, const torch::Tensor& x) const {
   // (cast to the compute dtype), experts applied to their tokens, index_add in expert order.
   const int64_t F = m_spec.intermediate_size;
   auto flat = x.reshape({-1, x.size(-1)});                                  // [N, D]
-  auto router_logits = torch::nn::functional::linear(flat, layer.router);  // [N, E]
+  auto router_logits = project(flat, layer.router);  // [N, E]
   auto routing = torch::softmax(router_logits.to(torch::kFloat32), -1);
   auto [weights, selected] = routing.topk(m_spec.n_expert_used, -1);      // [N, k]
   weights = (weights / weights.sum(-1, /*keepdim=*/true)).to(flat.scalar_type());
@@ -107,9 +108,9 @@ torch::Tensor Decoder::moe(const Layer& layer, const torch::Tensor& x) const {
     auto tokens = hits.select(1, 0);
     auto slots = hits.select(1, 1);
     const Expert& expert = layer.experts[static_cast<size_t>(e)];
-    auto gate_up = torch::nn::functional::linear(flat.index_select(0, tokens), expert.w_gate_up);
+    auto gate_up = project(flat.index_select(0, tokens), expert.w_gate_up);
     auto hidden = torch::silu(gate_up.narrow(-1, 0, F)) * gate_up.narrow(-1, F, F);
-    auto y = torch::nn::functional::linear(hidden, expert.w_down);  // [M, D]
+    auto y = project(hidden, expert.w_down);  // [M, D]
     auto w = weights.index({tokens, slots}).unsqueeze(-1);           // [M, 1]
     out.index_add_(0, tokens, y * w);
   }
@@ -156,7 +157,7 @@ torch::Tensor Decoder::forward(const torch::Tensor& ids, KvCache& cache,
   cache.advance(n_new);
   if (!options.all_logits) x = x.narrow(1, n_new - 1, 1);
   x = rms_norm(x, m_final_norm);
-  return torch::nn::functional::linear(x, m_lm_head).to(torch::kFloat32);
+  return project(x, m_lm_head).to(torch::kFloat32);
 }
 
 }  // namespace models

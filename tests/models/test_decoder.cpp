@@ -7,6 +7,7 @@
 
 #include "models/decoder.h"
 #include "models/generation.h"
+#include "models/projection.h"
 #include "pipeline/core/error.h"
 #include "tests/models/naive_reference.h"
 #include "tests/models/tiny_models.h"
@@ -421,6 +422,28 @@ TEST(Decoder, WrongShapeNamesTensorAndShapes) {
   auto m3 = tiny::make_model("llama");
   m3.weights.erase("model.norm.weight");
   EXPECT_THROW(models::Decoder(m3.spec, m3.lookup()), pipeline::InputError);
+}
+
+TEST(Projection, OneRowAndManyRowsMatchAFloat64Product) {
+  // models::project runs one fp32 CPU row as a matrix-vector product and everything else as torch's
+  // linear; both must be the same function up to fp32 rounding, with and without bias, in every shape.
+  torch::manual_seed(7);
+  auto w = torch::randn({48, 32});
+  auto b = torch::randn({48});
+  for (const std::vector<int64_t>& shape : {std::vector<int64_t>{1, 1, 32}, {1, 32}, {32}, {2, 3, 32}}) {
+    auto x = torch::randn(shape);
+    auto ref = torch::matmul(x.to(torch::kFloat64), w.to(torch::kFloat64).t());
+    auto y = models::project(x, w);
+    std::vector<int64_t> expected = shape;
+    expected.back() = 48;
+    EXPECT_EQ(y.sizes().vec(), expected);
+    EXPECT_LT(rel_err(y.to(torch::kFloat64), ref), 1e-6);
+    EXPECT_LT(rel_err(models::project(x, w, b).to(torch::kFloat64), ref + b.to(torch::kFloat64)), 1e-6);
+  }
+  // bf16 keeps torch's linear (same bits).
+  auto xb = torch::randn({1, 1, 32}).to(torch::kBFloat16);
+  auto wb = w.to(torch::kBFloat16);
+  EXPECT_TRUE(torch::equal(models::project(xb, wb), torch::nn::functional::linear(xb, wb)));
 }
 
 TEST(Rope, DynamicNtkMatchesHfFormula) {

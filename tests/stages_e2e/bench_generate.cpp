@@ -160,6 +160,9 @@ int main(int argc, char** argv) {
   std::printf("model: llama, hidden %d, %d layers, %d heads (%d kv), d_ff %d, %s; 2 threads; prefill chunk %d\n",
               hidden, layers, heads, heads / 2, 2 * hidden, dtype.c_str(), chunk);
   std::printf("matrix-product rate (%s 2048^3, best of 3, this run): %.1f GFLOP/s\n", dtype.c_str(), peak);
+  // OpenBLAS picks its kernels by CPU unless this is set (the project machine sets Haswell, AVX2 kernels, on
+  // an AVX-512 CPU: docs/BENCHMARKS.md). Every fp32 column depends on it, the baseline's too.
+  if (const char* core = std::getenv("OPENBLAS_CORETYPE")) std::printf("OPENBLAS_CORETYPE=%s (environment)\n", core);
   std::printf("decode: 32 greedy steps after the prefill; capture = argmax of every head's row (the paper's)\n");
   std::printf("sweep: `rhead run` generate + score, %d cells per length, 20 decode steps per cell; baseline: "
               "analysis/baselines/eager_reference.py --threads 2 --check on the 1-rank cells\n\n", cells);
