@@ -1,7 +1,6 @@
 #include "models/cpu_compute.h"
 
 #include <ATen/Parallel.h>
-#include <omp.h>
 
 #if defined(__GLIBC__)
 #include <malloc.h>

@@ -11,10 +11,10 @@
 #include <sstream>
 #include <tuple>
 
+#include "models/cpu_compute.h"
 #include "pipeline/core/error.h"
 #include "pipeline/core/logging.h"
 #include "pipeline/core/sharding.h"
-#include "models/cpu_compute.h"
 #include "pipeline/runner/cell_driver.h"
 #include "pipeline/store/store_header.h"
 #include "stages/ablate/ablate_ops.h"

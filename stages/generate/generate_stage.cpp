@@ -6,10 +6,10 @@
 #include <filesystem>
 #include <map>
 
+#include "models/cpu_compute.h"
 #include "pipeline/core/error.h"
 #include "pipeline/core/logging.h"
 #include "pipeline/core/sharding.h"
-#include "models/cpu_compute.h"
 #include "pipeline/runner/cell_driver.h"
 #include "stages/common/model_section.h"
 #include "stages/common/niah_cell.h"
