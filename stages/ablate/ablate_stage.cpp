@@ -370,12 +370,13 @@ void AblateStage::run(pipeline::StageContext& ctx) {
   };
   // Item order is processing order among cells of equal cost (pipeline/core/sharding.h), and the masks
   // act on decode steps only, so every selection of one prompt follows the others and reuses its whole
-  // prefill; depths run from the deepest needle up, so a prompt reuses the haystack before its needle
-  // from the one before (models::PrefixCache).
+  // prefill; depths run from the deepest needle up, and the needles (one shared haystack) take turns at
+  // each depth, so a prompt reuses the haystack before its needle from the one before
+  // (models::PrefixCache).
   for (size_t m = 0; m < entries.size(); ++m) {
-    for (size_t n = 0; n < needles.size(); ++n) {
-      for (int64_t L : s.lengths) {
-        for (auto d = s.depths.rbegin(); d != s.depths.rend(); ++d) {
+    for (int64_t L : s.lengths) {
+      for (auto d = s.depths.rbegin(); d != s.depths.rend(); ++d) {
+        for (size_t n = 0; n < needles.size(); ++n) {
           for (size_t sel = 0; sel < selections[m].size(); ++sel) {
             add({CellKind::kNiah, m, sel, n, L, *d, 0, 0}, pipeline::cell_cost(L));
           }

@@ -173,14 +173,19 @@ void GenerateStage::run(pipeline::StageContext& ctx) {
 
   std::vector<GenerateCell> grid;
   std::vector<pipeline::WorkItem> items;
+  // Item order is processing order among cells of equal cost (pipeline/core/sharding.h): from the
+  // deepest needle up, each prompt reuses the haystack before its needle from the one before
+  // (models::PrefixCache; results are bit-identical). Needles that share one haystack take turns at each
+  // depth, so that every prompt, not only the first needle's, follows one with the same haystack at
+  // least as far as its own needle; with a haystack part per needle, each needle's cells stay together.
+  const size_t n_needles = needles.size();
+  const size_t n_depths = s.depths.size();
   for (size_t m = 0; m < entries.size(); ++m) {
-    for (size_t n = 0; n < needles.size(); ++n) {
+    for (size_t outer = 0; outer < (s.haystack_per_needle ? n_needles : 1); ++outer) {
       for (int64_t L : s.lengths) {
-        // Item order is processing order among cells of equal cost (pipeline/core/sharding.h): from the
-        // deepest needle up, each prompt reuses the haystack before its needle from the one before
-        // (models::PrefixCache; results are bit-identical).
-        for (auto depth = s.depths.rbegin(); depth != s.depths.rend(); ++depth) {
-          const int64_t d = *depth;
+        for (size_t k = 0; k < (s.haystack_per_needle ? 1 : n_needles) * n_depths; ++k) {
+          const size_t n = s.haystack_per_needle ? outer : k % n_needles;
+          const int64_t d = s.depths[n_depths - 1 - (s.haystack_per_needle ? k : k / n_needles)];
           GenerateCell cell{m, n, L, d};
           grid.push_back(cell);
           items.push_back({cell_id(entries[m].name, cell), entries[m].name, pipeline::cell_cost(L)});
