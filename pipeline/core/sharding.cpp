@@ -13,7 +13,78 @@ double cell_cost(int64_t context_length, double quadratic_crossover) {
   return n + n * n / quadratic_crossover;
 }
 
+double generation_cost(int64_t context_length, int64_t prefill_tokens, int64_t decode_steps,
+                       double quadratic_crossover) {
+  constexpr double kDecodeStepInPrefillTokens = 14.0;  // CPU, docs/BENCHMARKS.md (see the header)
+  const double per_token = 1.0 + static_cast<double>(std::max<int64_t>(context_length, 1)) / quadratic_crossover;
+  const double tokens = static_cast<double>(std::max<int64_t>(prefill_tokens, 0)) +
+                        kDecodeStepInPrefillTokens * static_cast<double>(std::max<int64_t>(decode_steps, 0));
+  return tokens * per_token;
+}
+
 namespace {
+
+bool is_chained(const std::vector<WorkItem>& items, const std::vector<size_t>& indices) {
+  return std::any_of(indices.begin(), indices.end(), [&](size_t i) { return items[i].cost_after_previous >= 0; });
+}
+
+// The cost of indices[k] when indices[k - 1] ran just before it on the same rank (warm) or not (cold).
+double chained_cost(const std::vector<WorkItem>& items, const std::vector<size_t>& indices, size_t k, bool warm) {
+  const WorkItem& it = items[indices[k]];
+  return warm && k > 0 && it.cost_after_previous >= 0 ? std::min(it.cost_after_previous, it.cost) : it.cost;
+}
+
+// The cost of a group run on one rank in list order.
+double group_cost_in_order(const std::vector<WorkItem>& items, const std::vector<size_t>& indices) {
+  double c = 0;
+  for (size_t k = 0; k < indices.size(); ++k) c += chained_cost(items, indices, k, /*warm=*/true);
+  return c;
+}
+
+// Greedy cut of the chain into runs of load <= capacity: the run boundaries (start positions, the first
+// is 0), or nothing when an item does not fit even as the cold start of a run of its own.
+std::vector<size_t> cut_runs(const std::vector<WorkItem>& items, const std::vector<size_t>& indices, double capacity) {
+  std::vector<size_t> starts;
+  double load = 0;
+  for (size_t k = 0; k < indices.size(); ++k) {
+    const double warm = chained_cost(items, indices, k, /*warm=*/true);
+    if (!starts.empty() && load + warm <= capacity) {
+      load += warm;
+      continue;
+    }
+    load = chained_cost(items, indices, k, /*warm=*/false);
+    if (load > capacity) return {};
+    starts.push_back(k);
+  }
+  return starts;
+}
+
+// Chained items: contiguous runs in list order, at most one per rank, the largest as small as the
+// greedy cut can make it (bisection on the capacity). For a given capacity the greedy cut needs the
+// fewest runs when starting a run later never costs more, i.e. an item's cold cost is at most an
+// earlier item's cold cost plus the warm costs in between: true along one haystack's depth sweep (every
+// cold start is a full prompt of the same length), a heuristic across lengths.
+void deal_chain(const std::vector<WorkItem>& items, const std::vector<size_t>& indices, const std::vector<int>& ranks,
+                Assignment& out) {
+  if (indices.empty()) return;
+  double lo = 0, hi = 0;
+  for (size_t k = 0; k < indices.size(); ++k) hi += chained_cost(items, indices, k, /*warm=*/false);
+  for (int iter = 0; iter < 100 && hi - lo > 1e-9 * hi; ++iter) {
+    const double mid = 0.5 * (lo + hi);
+    const std::vector<size_t> starts = cut_runs(items, indices, mid);
+    (!starts.empty() && starts.size() <= ranks.size() ? hi : lo) = mid;
+  }
+  const std::vector<size_t> starts = cut_runs(items, indices, hi);
+  for (size_t run = 0; run < starts.size(); ++run) {
+    const int r = ranks[run];
+    const size_t end = run + 1 < starts.size() ? starts[run + 1] : indices.size();
+    for (size_t k = starts[run]; k < end; ++k) {
+      out.rank_of_item[indices[k]] = r;
+      out.items_of_rank[r].push_back(indices[k]);
+      out.load_of_rank[r] += chained_cost(items, indices, k, /*warm=*/k > starts[run]);
+    }
+  }
+}
 
 // LPT: items sorted by cost (descending, ties by index) go to the least-loaded rank of `ranks`.
 void deal_lpt(const std::vector<WorkItem>& items, std::vector<size_t> indices, const std::vector<int>& ranks,
@@ -47,6 +118,8 @@ Assignment assign_work(const std::vector<WorkItem>& items, int n_ranks) {
   for (size_t i = 0; i < items.size(); ++i) {
     RHEAD_CHECK(items[i].cost > 0, InternalError, "assign_work: item '", items[i].id, "' has cost ",
                 items[i].cost, ", expected > 0");
+    RHEAD_CHECK(items[i].cost_after_previous <= items[i].cost, InternalError, "assign_work: item '", items[i].id,
+                "' has cost_after_previous ", items[i].cost_after_previous, " > cost ", items[i].cost);
     by_group[items[i].group].push_back(i);
   }
   std::vector<double> group_cost;
@@ -55,7 +128,7 @@ Assignment assign_work(const std::vector<WorkItem>& items, int n_ranks) {
     out.group_names.push_back(name);
     double c = 0;
     for (size_t i : idx) c += items[i].cost;
-    group_cost.push_back(c);
+    group_cost.push_back(is_chained(items, idx) ? group_cost_in_order(items, idx) : c);
     group_items.push_back(idx);
   }
   const int n_groups = static_cast<int>(out.group_names.size());
@@ -77,7 +150,11 @@ Assignment assign_work(const std::vector<WorkItem>& items, int n_ranks) {
       std::iota(ranks.begin(), ranks.end(), next);
       for (int r : ranks) out.team_of_rank[r] = g;
       next += team_size[g];
-      deal_lpt(items, group_items[g], ranks, out);
+      if (is_chained(items, group_items[g])) {
+        deal_chain(items, group_items[g], ranks, out);
+      } else {
+        deal_lpt(items, group_items[g], ranks, out);
+      }
     }
   } else {
     // Fewer ranks than groups: deal whole groups LPT, then keep each group's items together.

@@ -152,6 +152,7 @@ CellRunStats run_cells(StageContext& ctx, const std::vector<WorkItem>& cells, co
             *std::min_element(assignment.load_of_rank.begin(), assignment.load_of_rank.end()), " cost units");
 
   int64_t computed_here = 0;
+  const double start_s = log::seconds_since_start();
   {
     Progress progress(ctx.stage_name, static_cast<int64_t>(mine.size()), comm.rank(), comm.size(),
                       shard_dir / "progress", ctx.progress_interval_s);
@@ -188,7 +189,29 @@ CellRunStats run_cells(StageContext& ctx, const std::vector<WorkItem>& cells, co
     }
     progress.finish();
   }
+  const double busy_s = log::seconds_since_start() - start_s;  // before any collective waits
   stats.computed = comm.allreduce_sum(computed_here);
+  {
+    // Every rank's busy time, so that a user sees how well the work was balanced.
+    const std::vector<std::string> busy =
+        comm.allgather_bytes(str_cat(computed_here, " ", busy_s));
+    std::ostringstream line;
+    double slowest = 0, sum = 0;
+    for (size_t r = 0; r < busy.size(); ++r) {
+      std::istringstream in(busy[r]);
+      int64_t n = 0;
+      double t = 0;
+      in >> n >> t;
+      slowest = std::max(slowest, t);
+      sum += t;
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "%s r%zu %lld cells %.1f s", r ? "," : "", r, static_cast<long long>(n), t);
+      line << buf;
+    }
+    char balance[32];
+    std::snprintf(balance, sizeof balance, "%.2f", sum > 0 ? slowest * static_cast<double>(busy.size()) / sum : 1.0);
+    if (comm.size() > 1) log::info(ctx.stage_name, ": busy time per rank:", line.str(), " (slowest / mean ", balance, ")");
+  }
   comm.barrier();
 
   if (comm.rank() == 0) {

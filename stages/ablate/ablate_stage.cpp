@@ -363,32 +363,40 @@ void AblateStage::run(pipeline::StageContext& ctx) {
 
   std::vector<AblateCell> grid;
   std::vector<pipeline::WorkItem> items;
-  const auto add = [&](const AblateCell& c, double cost) {
+  // cost_after_previous: an estimate for the sharding only (pipeline/core/sharding.h, chained items).
+  const auto add = [&](const AblateCell& c, double cost, double cost_after_previous) {
     grid.push_back(c);
     items.push_back({cell_id(entries[c.model].name, selections[c.model][c.selection], c, s.tasks), entries[c.model].name,
-                     cost});
+                     cost, cost_after_previous});
   };
-  // Item order is processing order among cells of equal cost (pipeline/core/sharding.h), and the masks
-  // act on decode steps only, so every selection of one prompt follows the others and reuses its whole
-  // prefill; depths run from the deepest needle up, and the needles (one shared haystack) take turns at
-  // each depth, so a prompt reuses the haystack before its needle from the one before
+  // Item order is processing order (chained items: each rank runs a contiguous stretch of the list), and
+  // the masks act on decode steps only, so every selection of one prompt follows the others and reuses
+  // its whole prefill; depths run from the deepest needle up, and the needles (one shared haystack) take
+  // turns at each depth, so a prompt reuses the haystack before its needle from the one before
   // (models::PrefixCache).
+  const int64_t niah_steps = s.decode.max_new_tokens, task_steps = s.task_decode.max_new_tokens;
   for (size_t m = 0; m < entries.size(); ++m) {
     for (int64_t L : s.lengths) {
+      int64_t previous_depth = -1;  // of the NIAH prompt before, at this length
       for (auto d = s.depths.rbegin(); d != s.depths.rend(); ++d) {
         for (size_t n = 0; n < needles.size(); ++n) {
+          const NiahCellCost cost = niah_cell_cost(L, s.buffer_tokens, *d, previous_depth, s.prefill_chunk, niah_steps);
           for (size_t sel = 0; sel < selections[m].size(); ++sel) {
-            add({CellKind::kNiah, m, sel, n, L, *d, 0, 0}, pipeline::cell_cost(L));
+            // Every selection after the first reuses the whole prefill: decode steps only.
+            add({CellKind::kNiah, m, sel, n, L, *d, 0, 0}, cost.cold,
+                sel > 0 ? pipeline::generation_cost(L, 0, niah_steps) : cost.warm);
           }
+          previous_depth = *d;
         }
       }
     }
     for (size_t t = 0; t < s.tasks.size(); ++t) {
       for (size_t i = 0; i < task_items[t].size(); ++i) {
-        // A balance estimate only (the tokenizer is not loaded yet): ~4 characters per prompt token, plus the cap.
+        // A balance estimate only (the tokenizer is not loaded yet): ~4 characters per prompt token.
         const auto approx_tokens = static_cast<int64_t>(task_user_text(task_items[t][i]).size() / 4);
         for (size_t sel = 0; sel < selections[m].size(); ++sel) {
-          add({CellKind::kTask, m, sel, 0, 0, 0, t, i}, pipeline::cell_cost(approx_tokens + s.task_decode.max_new_tokens));
+          add({CellKind::kTask, m, sel, 0, 0, 0, t, i}, pipeline::generation_cost(approx_tokens, approx_tokens, task_steps),
+              pipeline::generation_cost(approx_tokens, sel > 0 ? 0 : approx_tokens, task_steps));
         }
       }
     }

@@ -4,6 +4,7 @@
 
 #include "models/generation.h"
 #include "pipeline/core/error.h"
+#include "pipeline/core/sharding.h"
 #include "stages/generate/rouge.h"
 
 namespace stages {
@@ -90,6 +91,17 @@ NiahCellResult run_niah_cell(const LoadedModel& model, const PromptBuilder& buil
   r.argmax = first_steps<int32_t>(out.capture->argmax(), steps, torch::kInt32);
   if (options.span_mass) r.span_mass = first_steps<float>(out.capture->span_mass(), steps, torch::kFloat32);
   return r;
+}
+
+NiahCellCost niah_cell_cost(int64_t context_length, int64_t buffer_tokens, int64_t depth_percent,
+                            int64_t previous_depth_percent, int64_t prefill_chunk, int64_t max_new_tokens) {
+  const int64_t prompt = std::max<int64_t>(context_length - buffer_tokens, 1);
+  int64_t shared = 0;
+  if (previous_depth_percent >= 0 && prefill_chunk > 0) {
+    shared = std::min(depth_percent, previous_depth_percent) * prompt / 100 / prefill_chunk * prefill_chunk;
+  }
+  return {pipeline::generation_cost(context_length, prompt, max_new_tokens),
+          pipeline::generation_cost(context_length, prompt - shared, max_new_tokens)};
 }
 
 }  // namespace stages

@@ -59,4 +59,14 @@ PromptOptions prompt_options_for(const LoadedModel& model, PromptMode mode, int6
 NiahCellResult run_niah_cell(const LoadedModel& model, const PromptBuilder& builder, const Needle& needle,
                              int64_t context_length, int64_t depth_percent, const NiahDecodeOptions& options);
 
+// Sharding estimates for one NIAH cell (pipeline/core/sharding.h, WorkItem::cost and
+// cost_after_previous): a prompt of about context_length - buffer_tokens tokens, then max_new_tokens
+// decode steps; after a prompt of the same haystack and length whose needle sat at previous_depth
+// (percent; < 0: none), the prefill reuses the whole chunks before the shallower needle.
+struct NiahCellCost {
+  double cold = 0, warm = 0;
+};
+NiahCellCost niah_cell_cost(int64_t context_length, int64_t buffer_tokens, int64_t depth_percent,
+                            int64_t previous_depth_percent, int64_t prefill_chunk, int64_t max_new_tokens);
+
 }  // namespace stages

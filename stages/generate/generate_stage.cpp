@@ -173,9 +173,9 @@ void GenerateStage::run(pipeline::StageContext& ctx) {
 
   std::vector<GenerateCell> grid;
   std::vector<pipeline::WorkItem> items;
-  // Item order is processing order among cells of equal cost (pipeline/core/sharding.h): from the
-  // deepest needle up, each prompt reuses the haystack before its needle from the one before
-  // (models::PrefixCache; results are bit-identical). Needles that share one haystack take turns at each
+  // Item order is processing order (chained items, pipeline/core/sharding.h: each rank runs a contiguous
+  // stretch of the list): from the deepest needle up, each prompt reuses the haystack before its needle
+  // from the one before (models::PrefixCache; results are bit-identical). Needles that share one haystack take turns at each
   // depth, so that every prompt, not only the first needle's, follows one with the same haystack at
   // least as far as its own needle; with a haystack part per needle, each needle's cells stay together.
   const size_t n_needles = needles.size();
@@ -187,8 +187,13 @@ void GenerateStage::run(pipeline::StageContext& ctx) {
           const size_t n = s.haystack_per_needle ? outer : k % n_needles;
           const int64_t d = s.depths[n_depths - 1 - (s.haystack_per_needle ? k : k / n_needles)];
           GenerateCell cell{m, n, L, d};
+          // k > 0: the cell before has the same haystack and length.
+          const NiahCellCost cost = niah_cell_cost(L, s.buffer_tokens, d, k > 0 ? grid.back().depth : -1,
+                                                   s.reuse_prefix ? s.prefill_chunk : 0, s.max_new_tokens);
+          pipeline::WorkItem item{cell_id(entries[m].name, cell), entries[m].name, cost.cold};
+          if (s.reuse_prefix) item.cost_after_previous = cost.warm;
           grid.push_back(cell);
-          items.push_back({cell_id(entries[m].name, cell), entries[m].name, pipeline::cell_cost(L)});
+          items.push_back(std::move(item));
         }
       }
     }

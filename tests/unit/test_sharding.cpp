@@ -1,10 +1,11 @@
-// Sharding: every cell exactly once, teams per group, LPT balance bound, determinism.
+// Sharding: every cell exactly once, teams per group, LPT balance bound, chained runs, determinism.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <map>
 #include <set>
 
+#include "pipeline/core/error.h"
 #include "pipeline/core/sharding.h"
 
 using pipeline::assign_work;
@@ -113,4 +114,93 @@ TEST(Sharding, DeterministicAndEmpty) {
 TEST(Sharding, CostGrowsSuperlinearly) {
   EXPECT_GT(pipeline::cell_cost(4000), 4 * pipeline::cell_cost(1000));
   EXPECT_DOUBLE_EQ(pipeline::cell_cost(16384), 2 * 16384.0);
+}
+
+namespace {
+
+// A NIAH sweep as the generate stage lists it: per length, depths from the deepest needle up, the
+// needles (one shared haystack) taking turns at each depth; a prompt reuses the haystack up to the
+// shallower of its needle and the one before.
+std::vector<WorkItem> chained_sweep(const std::vector<int64_t>& lengths, int n_needles, int64_t steps) {
+  std::vector<WorkItem> items;
+  for (int64_t L : lengths) {
+    int64_t previous = -1;
+    for (int d = 100; d >= 0; d -= 11) {
+      for (int n = 0; n < n_needles; ++n) {
+        WorkItem it{"L" + std::to_string(L) + ".D" + std::to_string(d) + ".n" + std::to_string(n), "model",
+                    pipeline::generation_cost(L, L, steps)};
+        if (previous >= 0) it.cost_after_previous = pipeline::generation_cost(L, L - std::min<int64_t>(d, previous) * L / 100, steps);
+        items.push_back(it);
+        previous = d;
+      }
+    }
+  }
+  return items;
+}
+
+// What each rank really pays when it runs its items in order: warm cost only right after the item's
+// predecessor in the list.
+std::vector<double> processed_loads(const std::vector<WorkItem>& items, const pipeline::Assignment& a) {
+  std::vector<double> loads;
+  for (const auto& mine : a.items_of_rank) {
+    double load = 0;
+    for (size_t k = 0; k < mine.size(); ++k) {
+      const bool warm = k > 0 && mine[k - 1] + 1 == mine[k] && items[mine[k]].cost_after_previous >= 0;
+      load += warm ? items[mine[k]].cost_after_previous : items[mine[k]].cost;
+    }
+    loads.push_back(load);
+  }
+  return loads;
+}
+
+}  // namespace
+
+TEST(Sharding, ChainedItemsRunAsContiguousStretchesInListOrder) {
+  const auto items = chained_sweep({1000, 4000, 16000}, 2, 20);
+  for (int ranks = 1; ranks <= 8; ++ranks) {
+    auto a = assign_work(items, ranks);
+    size_t next = 0;  // rank r's stretch starts where rank r-1's ended
+    for (int r = 0; r < ranks; ++r) {
+      for (size_t i : a.items_of_rank[r]) {
+        ASSERT_EQ(i, next) << ranks << " ranks, rank " << r;
+        EXPECT_EQ(a.rank_of_item[i], r);
+        ++next;
+      }
+    }
+    EXPECT_EQ(next, items.size()) << ranks << " ranks";
+    const std::vector<double> loads = processed_loads(items, a);
+    for (int r = 0; r < ranks; ++r) EXPECT_NEAR(a.load_of_rank[r], loads[r], 1e-9 * loads[r]) << "rank " << r;
+  }
+}
+
+TEST(Sharding, ChainedSweepKeepsTwoRanksWarm) {
+  // The benchmark's grid (docs/BENCHMARKS.md): one length, 10 depths x 2 needles. On one rank every
+  // prompt but the first is warm; round-robin dealing (the LPT order for equal costs) gives rank 1 a
+  // cold start on its first cell at depth 100, a contiguous cut only a cold start at a middle depth.
+  for (int64_t L : {1000, 4000}) {
+    const auto items = chained_sweep({L}, 2, 20);
+    const double one_rank = assign_work(items, 1).load_of_rank[0];
+    EXPECT_NEAR(one_rank, processed_loads(items, assign_work(items, 1))[0], 1e-9 * one_rank);
+    auto a = assign_work(items, 2);
+    const std::vector<double> chained = processed_loads(items, a);
+    const double chained_max = std::max(chained[0], chained[1]);
+    std::vector<WorkItem> unchained = items;
+    for (auto& it : unchained) it.cost_after_previous = -1;
+    const std::vector<double> dealt = processed_loads(items, assign_work(unchained, 2));
+    const double dealt_max = std::max(dealt[0], dealt[1]);
+    EXPECT_LT(chained_max, dealt_max) << "L " << L;
+    // Perfect balance would be one_rank / 2 plus half a cold start: within 10 %.
+    EXPECT_LE(chained_max, 0.55 * one_rank) << "L " << L << ": chained " << chained[0] << " + " << chained[1];
+  }
+}
+
+TEST(Sharding, ChainedCostAboveColdCostIsABug) {
+  std::vector<WorkItem> items = {{"a", "g", 1.0}, {"b", "g", 1.0, 2.0}};
+  EXPECT_THROW(assign_work(items, 2), pipeline::InternalError);
+}
+
+TEST(Sharding, GenerationCostMatchesCellCostAndCountsDecodeSteps) {
+  EXPECT_DOUBLE_EQ(pipeline::generation_cost(4000, 4000, 0), pipeline::cell_cost(4000));
+  EXPECT_GT(pipeline::generation_cost(4000, 100, 20), pipeline::generation_cost(4000, 100, 0));
+  EXPECT_LT(pipeline::generation_cost(4000, 100, 20), pipeline::generation_cost(4000, 4000, 20));
 }
