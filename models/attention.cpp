@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "models/projection.h"
+#include "models/row_projection.h"
 #include "pipeline/core/error.h"
 
 namespace models {
@@ -54,16 +55,19 @@ AttentionCall::ChunkMask AttentionCall::chunk_mask(int64_t c0, int64_t n_rows, i
 torch::Tensor attention_forward(const ModelSpec& spec, const AttentionWeights& w,
                                 const torch::Tensor& x, int64_t layer, KvCache& cache,
                                 const AttentionCall& call) {
-  const int64_t batch = x.size(0);
-  const int64_t n_new = x.size(1);
+  return project(attention_core(spec, project(x, w.w_qkv, w.b_qkv), layer, cache, call), w.w_o, w.b_o);
+}
+
+torch::Tensor attention_core(const ModelSpec& spec, const torch::Tensor& qkv, int64_t layer, KvCache& cache,
+                             const AttentionCall& call) {
+  const int64_t batch = qkv.size(0);
+  const int64_t n_new = qkv.size(1);
   const int64_t n_head = spec.n_head;
   const int64_t n_kv = spec.n_kv_head;
   const int64_t group = spec.n_group();
   const int64_t d = spec.head_dim;
-  const auto dtype = x.scalar_type();
+  const auto dtype = qkv.scalar_type();
 
-  // qkv: [B, T, (H + 2 n_kv) d]
-  auto qkv = project(x, w.w_qkv, w.b_qkv);
   auto q = qkv.narrow(-1, 0, n_head * d).view({batch, n_new, n_head, d}).transpose(1, 2);
   auto k = qkv.narrow(-1, n_head * d, n_kv * d).view({batch, n_new, n_kv, d}).transpose(1, 2);
   auto v = qkv.narrow(-1, (n_head + n_kv) * d, n_kv * d)
@@ -102,7 +106,24 @@ torch::Tensor attention_forward(const ModelSpec& spec, const AttentionWeights& w
     auto values = cache.values(layer).narrow(2, k0, n_keys);  // [B, n_kv, T_k, d]
     // q chunk: [B, H, C, d] -> [B, n_kv, group * C, d] (query head h = kv * group + g)
     auto qc = (rows == n_new ? q : q.narrow(2, c0, rows)).reshape({batch, n_kv, group * rows, d});
-    auto scores = torch::matmul(qc, keys.transpose(-1, -2));  // [B, n_kv, group * C, T_k]
+    // A decode step in fp32 on the CPU: q K^T and P V with the row kernels (models/row_projection.h),
+    // which stream each head's keys and values once; a GEMM of `group` rows packs them first, and
+    // was 70 % of a batched decode step's attention at 1K tokens.
+    const bool row_kernels = rows == 1 && dtype == torch::kFloat32 && qc.device().is_cpu() &&
+                             cache.keys(layer).is_contiguous() && cache.values(layer).is_contiguous();
+    const int64_t capacity = cache.keys(layer).size(2);
+    torch::Tensor scores;  // [B, n_kv, group * C, T_k]
+    if (row_kernels) {
+      const torch::Tensor qh = qc.contiguous();
+      scores = torch::empty({batch, n_kv, group, n_keys}, qc.options());
+      for (int64_t bh = 0; bh < batch * n_kv; ++bh) {
+        row_projection(qh.data_ptr<float>() + bh * group * d, group,
+                       cache.keys(layer).data_ptr<float>() + (bh * capacity + k0) * d, n_keys, d, nullptr,
+                       scores.data_ptr<float>() + bh * group * n_keys);
+      }
+    } else {
+      scores = torch::matmul(qc, keys.transpose(-1, -2));
+    }
     scores.div_(sqrt_d);  // HF: matmul(q, k^T) / sqrt(d) in the compute dtype
     // fp32 logits (a no-op view of `scores` in fp32 compute; the mask is added in place)
     auto logits = scores.to(torch::kFloat32).view({batch, n_kv, group, rows, n_keys});
@@ -115,8 +136,19 @@ torch::Tensor attention_forward(const ModelSpec& spec, const AttentionWeights& w
                   " tokens; observers only see decode steps (1 token)");
       call.observer->on_decode_attention(layer, probs.view({batch, n_head, n_keys}), k0, call.pad);
     }
-    auto oc = torch::matmul(probs.to(dtype).view({batch, n_kv, group * rows, n_keys}), values)
-                  .view({batch, n_head, rows, d});
+    torch::Tensor oc;  // [B, H, C, d]
+    if (row_kernels) {
+      const torch::Tensor ph = probs.contiguous();
+      oc = torch::empty({batch, n_head, rows, d}, qc.options());
+      for (int64_t bh = 0; bh < batch * n_kv; ++bh) {
+        row_combination(ph.data_ptr<float>() + bh * group * n_keys, group,
+                        cache.values(layer).data_ptr<float>() + (bh * capacity + k0) * d, n_keys, d,
+                        oc.data_ptr<float>() + bh * group * d);
+      }
+    } else {
+      oc = torch::matmul(probs.to(dtype).view({batch, n_kv, group * rows, n_keys}), values)
+               .view({batch, n_head, rows, d});
+    }
     if (rows == n_new) {
       out = oc;
     } else {
@@ -133,8 +165,7 @@ torch::Tensor attention_forward(const ModelSpec& spec, const AttentionWeights& w
     }
   }
 
-  auto merged = out.transpose(1, 2).reshape({batch, n_new, n_head * d});  // [B, T, H d]
-  return project(merged, w.w_o, w.b_o);
+  return out.transpose(1, 2).reshape({batch, n_new, n_head * d});  // [B, T, H d]
 }
 
 }  // namespace models

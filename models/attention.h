@@ -69,9 +69,14 @@ struct AttentionWeights {
 };
 
 // x: [B, T, D] (normed hidden states, compute dtype) -> [B, T, D]; writes K/V slots
-// [call.t0, call.t0 + T) of `layer` in the cache.
+// [call.t0, call.t0 + T) of `layer` in the cache. = project(attention_core(project(x, qkv)), o).
 torch::Tensor attention_forward(const ModelSpec& spec, const AttentionWeights& w,
                                 const torch::Tensor& x, int64_t layer, KvCache& cache,
                                 const AttentionCall& call);
+
+// Everything between the two projections: qkv [B, T, (H + 2 n_kv) d] (may be a view, e.g. one row of a
+// larger batch) -> the heads' outputs merged, [B, T, H d]. Decoder::decode_step calls it per sequence.
+torch::Tensor attention_core(const ModelSpec& spec, const torch::Tensor& qkv, int64_t layer, KvCache& cache,
+                             const AttentionCall& call);
 
 }  // namespace models

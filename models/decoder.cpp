@@ -117,6 +117,29 @@ torch::Tensor Decoder::moe(const Layer& layer, const torch::Tensor& x) const {
   return out.view(x.sizes());
 }
 
+AttentionCall Decoder::attention_call(const KvCache& cache, int64_t n_new, const ForwardOptions& options) const {
+  AttentionCall call;
+  call.t0 = cache.length();
+  call.n_new = n_new;
+  // Unchunked: one chunk spanning every slot up to this call's last one.
+  call.chunk = m_options.prefill_chunk > 0 ? m_options.prefill_chunk : call.t0 + n_new;
+  call.sliding_window = m_spec.sliding_window;
+  call.sliding_window_first_layer = m_spec.sliding_window_first_layer;
+  call.pad = cache.pad();
+  call.has_padding = cache.has_padding();
+  call.mask = (options.mask != nullptr && !options.mask->empty()) ? options.mask : nullptr;
+  call.observer = options.observer;
+  auto slots = torch::arange(call.t0, call.t0 + n_new, torch::dtype(torch::kInt64).device(m_options.device));
+  auto positions = (slots.view({1, -1}) - cache.pad().view({-1, 1})).clamp_min(0);  // [B, T]
+  std::tie(call.cos, call.sin) = m_rope.cos_sin(positions, m_dtype);
+  return call;
+}
+
+torch::Tensor Decoder::feed_forward(const Layer& layer, const torch::Tensor& x) const {
+  auto h = rms_norm(x, layer.mlp_norm);
+  return m_spec.mlp == MlpKind::SparseMoe ? moe(layer, h) : mlp(layer, h);
+}
+
 torch::Tensor Decoder::forward(const torch::Tensor& ids, KvCache& cache,
                                const ForwardOptions& options) const {
   RHEAD_CHECK(ids.dim() == 2 && ids.size(0) == cache.batch() && ids.size(1) > 0,
@@ -129,35 +152,61 @@ torch::Tensor Decoder::forward(const torch::Tensor& ids, KvCache& cache,
               ids.size(1), " tokens");
   torch::NoGradGuard no_grad;
   const int64_t n_new = ids.size(1);
-  const int64_t t0 = cache.length();
-  cache.reserve(t0 + n_new);
-
-  AttentionCall call;
-  call.t0 = t0;
-  call.n_new = n_new;
-  // Unchunked: one chunk spanning every slot up to this call's last one.
-  call.chunk = m_options.prefill_chunk > 0 ? m_options.prefill_chunk : t0 + n_new;
-  call.sliding_window = m_spec.sliding_window;
-  call.sliding_window_first_layer = m_spec.sliding_window_first_layer;
-  call.pad = cache.pad();
-  call.has_padding = cache.has_padding();
-  call.mask = (options.mask != nullptr && !options.mask->empty()) ? options.mask : nullptr;
-  call.observer = options.observer;
-  auto slots = torch::arange(t0, t0 + n_new, torch::dtype(torch::kInt64).device(m_options.device));
-  auto positions = (slots.view({1, -1}) - cache.pad().view({-1, 1})).clamp_min(0);  // [B, T]
-  std::tie(call.cos, call.sin) = m_rope.cos_sin(positions, m_dtype);
+  cache.reserve(cache.length() + n_new);
+  const AttentionCall call = attention_call(cache, n_new, options);
 
   auto x = torch::embedding(m_embed, ids.to(m_options.device));  // [B, T, D]
   for (int64_t l = 0; l < m_spec.n_layer; ++l) {
     const Layer& layer = m_layers[static_cast<size_t>(l)];
     x = x + attention_forward(m_spec, layer.attn, rms_norm(x, layer.attn_norm), l, cache, call);
-    auto h = rms_norm(x, layer.mlp_norm);
-    x = x + (m_spec.mlp == MlpKind::SparseMoe ? moe(layer, h) : mlp(layer, h));
+    x = x + feed_forward(layer, x);
   }
   cache.advance(n_new);
   if (!options.all_logits) x = x.narrow(1, n_new - 1, 1);
   x = rms_norm(x, m_final_norm);
   return project(x, m_lm_head).to(torch::kFloat32);
+}
+
+bool Decoder::batch_invariant_decode() const {
+  return m_dtype == torch::kFloat32 && m_options.device.is_cpu();
+}
+
+torch::Tensor Decoder::decode_step(const std::vector<int64_t>& ids, const std::vector<KvCache*>& caches,
+                                   const std::vector<ForwardOptions>& options) const {
+  const auto n = static_cast<int64_t>(ids.size());
+  RHEAD_CHECK(n > 0 && caches.size() == ids.size() && options.size() == ids.size(), pipeline::InputError,
+              "[model] decode_step: ", ids.size(), " ids, ", caches.size(), " caches, ", options.size(),
+              " options; expected the same number >= 1");
+  torch::NoGradGuard no_grad;
+  std::vector<AttentionCall> calls;
+  for (int64_t b = 0; b < n; ++b) {
+    KvCache& cache = *caches[static_cast<size_t>(b)];
+    RHEAD_CHECK(cache.batch() == 1 && cache.n_layer() == m_spec.n_layer && cache.dtype() == m_dtype,
+                pipeline::InputError, "[model] decode_step: cache ", b,
+                " is not a one-sequence KV cache of this decoder (batch ", cache.batch(), ")");
+    RHEAD_CHECK(!options[static_cast<size_t>(b)].all_logits, pipeline::InputError,
+                "[model] decode_step: all_logits makes no sense for one token");
+    cache.reserve(cache.length() + 1);
+    calls.push_back(attention_call(cache, 1, options[static_cast<size_t>(b)]));
+  }
+  auto x = torch::embedding(m_embed, torch::tensor(ids, torch::kInt64).to(m_options.device).view({n, 1}));  // [B, 1, D]
+  std::vector<torch::Tensor> heads(static_cast<size_t>(n));
+  for (int64_t l = 0; l < m_spec.n_layer; ++l) {
+    const Layer& layer = m_layers[static_cast<size_t>(l)];
+    // The projections see every sequence's row at once (W read once); attention runs per sequence on its
+    // own cache. The ops are attention_forward's, so each row equals a forward() of its sequence alone
+    // wherever the projections are batch invariant (batch_invariant_decode()).
+    auto qkv = project(rms_norm(x, layer.attn_norm), layer.attn.w_qkv, layer.attn.b_qkv);  // [B, 1, (H + 2 n_kv) d]
+    for (int64_t b = 0; b < n; ++b) {
+      heads[static_cast<size_t>(b)] = attention_core(m_spec, qkv.narrow(0, b, 1), l, *caches[static_cast<size_t>(b)],
+                                                     calls[static_cast<size_t>(b)]);
+    }
+    x = x + project(torch::cat(heads, 0), layer.attn.w_o, layer.attn.b_o);
+    x = x + feed_forward(layer, x);
+  }
+  for (KvCache* cache : caches) cache->advance(1);
+  x = rms_norm(x, m_final_norm);
+  return project(x, m_lm_head).to(torch::kFloat32).view({n, -1});  // [B, V]
 }
 
 }  // namespace models

@@ -64,6 +64,16 @@ class Decoder {
   torch::Tensor forward(const torch::Tensor& ids, KvCache& cache,
                         const ForwardOptions& options = {}) const;
 
+  // One decode step of several independent sequences, each with its own one-sequence cache: ids[b] is
+  // appended to caches[b], options[b] (mask, observer) applies to sequence b -> logits [B, vocab] fp32.
+  // The projections run once for all rows (every weight read once per step instead of once per
+  // sequence), attention per sequence. Where batch_invariant_decode() (fp32 on the CPU: the projections
+  // use models/row_projection.h), row b is bit for bit what forward() gives for sequence b alone, so the
+  // batch a caller forms never changes a result; elsewhere rows may differ from forward() by rounding.
+  torch::Tensor decode_step(const std::vector<int64_t>& ids, const std::vector<KvCache*>& caches,
+                            const std::vector<ForwardOptions>& options) const;
+  bool batch_invariant_decode() const;
+
  private:
   struct Expert {
     torch::Tensor w_gate_up;  // [2F, D] (w1 ; w3)
@@ -81,6 +91,11 @@ class Decoder {
   torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight) const;
   torch::Tensor mlp(const Layer& layer, const torch::Tensor& x) const;  // [B, T, D] -> [B, T, D]
   torch::Tensor moe(const Layer& layer, const torch::Tensor& x) const;  // [B, T, D] -> [B, T, D]
+  // RMSNorm, then the MLP or MoE: the residual branch after attention. [B, T, D] -> [B, T, D]
+  torch::Tensor feed_forward(const Layer& layer, const torch::Tensor& x) const;
+  // The call description attention needs for `n_new` tokens appended to `cache` (positions, RoPE
+  // tables, chunking, window, padding, mask, observer).
+  AttentionCall attention_call(const KvCache& cache, int64_t n_new, const ForwardOptions& options) const;
 
   ModelSpec m_spec;
   DecoderOptions m_options;

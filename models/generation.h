@@ -55,8 +55,7 @@ class PrefixCache {
   int64_t computed_tokens() const { return m_computed; }  // prefill tokens computed
 
  private:
-  friend GenerationResult generate_greedy(const Decoder&, const std::vector<std::vector<int64_t>>&,
-                                          const GenerationOptions&);
+  friend struct PrefillPrompts;  // generation.cpp: the prefill of generate_greedy(_each)
   std::optional<KvCache> m_cache;  // slots [0, m_ids.size()) hold m_ids' prefill
   const Decoder* m_decoder = nullptr;
   std::vector<int64_t> m_ids;
@@ -72,5 +71,17 @@ void prefill_in_chunks(const Decoder& decoder, const torch::Tensor& ids, KvCache
 GenerationResult generate_greedy(const Decoder& decoder,
                                  const std::vector<std::vector<int64_t>>& prompts,
                                  const GenerationOptions& options = {});
+
+// Several prompts, each with its own options, generated as generate_greedy would generate each alone
+// (result b is generate_greedy(decoder, {prompts[b]}, options[b])), but decoded together: the prompts are
+// prefilled one after the other (through their prefix caches, in order, so reuse works as for single
+// calls), each into a cache of its own, then every decode step feeds all unfinished sequences to
+// Decoder::decode_step at once, so each weight is read once per step for all of them. Where
+// decoder.batch_invariant_decode(), results are bit-identical to single calls whatever the batch; a
+// caller must not batch otherwise if it needs that (the generate stage does not). Memory: one KV cache
+// per prompt.
+std::vector<GenerationResult> generate_greedy_each(const Decoder& decoder,
+                                                   const std::vector<std::vector<int64_t>>& prompts,
+                                                   const std::vector<GenerationOptions>& options);
 
 }  // namespace models

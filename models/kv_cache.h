@@ -70,6 +70,20 @@ class KvCache {
   // Called by the decoder after every layer has written slots [length, length + n).
   void advance(int64_t n) { m_length += n; }
 
+  // A new unpadded cache holding a copy of this one's first `n` slots, with room for `capacity` slots
+  // (>= n): a sequence's own cache, split off a shared one (models::generate_greedy_each).
+  KvCache copy_of_first(int64_t n, int64_t capacity) const {
+    RHEAD_CHECK(n >= 0 && n <= m_length && !has_padding(), pipeline::InternalError, "[model] kv cache: copy of ",
+                n, " of ", m_length, " slots", has_padding() ? " of a padded cache" : "");
+    KvCache copy(n_layer(), m_batch, m_n_kv_head, m_head_dim, std::max(capacity, n), m_dtype, m_device);
+    for (size_t l = 0; l < m_keys.size(); ++l) {
+      copy.m_keys[l].narrow(2, 0, n).copy_(m_keys[l].narrow(2, 0, n));
+      copy.m_values[l].narrow(2, 0, n).copy_(m_values[l].narrow(2, 0, n));
+    }
+    copy.m_length = n;
+    return copy;
+  }
+
   // Forgets slots >= length (e.g. to decode again from a shared prefix); keeps the storage.
   void truncate(int64_t length) {
     RHEAD_CHECK(length >= 0 && length <= m_length, pipeline::InputError, "[model] kv cache: truncate to ",

@@ -27,6 +27,9 @@ struct WorkItem {
   // The cost when the item runs right after the previous item of its group in the list, on the same
   // rank (it reuses that item's work); < 0: no such saving. 0 <= cost_after_previous <= cost.
   double cost_after_previous = -1.0;
+  // Items of one rank with the same non-empty key, consecutive in its processing order, may be computed
+  // in one call (pipeline/runner/cell_driver.h, CellHooks::compute_batch); sharding ignores it.
+  std::string batch{};
 };
 
 struct Assignment {

@@ -170,21 +170,41 @@ CellRunStats run_cells(StageContext& ctx, const std::vector<WorkItem>& cells, co
       store::Group cells_group = shard.root().open_group("cells");
       std::string current_group;
       bool first = true;
-      for (size_t k : mine) {
-        const WorkItem& item = todo[k];
+      const size_t max_batch = hooks.compute_batch ? std::max<size_t>(hooks.max_batch, 1) : 1;
+      for (size_t at = 0; at < mine.size();) {
+        const WorkItem& item = todo[mine[at]];
         if (first || item.group != current_group) {
           if (hooks.begin_group) hooks.begin_group(item.group);
           current_group = item.group;
           first = false;
         }
-        store::Group g = cells_group.create_group(item.id);
-        g.set_attr("attempt", attempt);
-        g.set_attr("rank", static_cast<int64_t>(comm.rank()));
-        hooks.compute(todo_index[k], g);
-        g.set_attr("complete", int64_t{1});  // after all of the cell's data
-        shard.flush();                         // a kill -9 from here on keeps this cell
-        ++computed_here;
-        progress.advance();
+        // This run: the items from `at` on with the same group and batch key, up to max_batch.
+        size_t end = at + 1;
+        if (!item.batch.empty()) {
+          while (end < mine.size() && end - at < max_batch && todo[mine[end]].group == item.group &&
+                 todo[mine[end]].batch == item.batch) {
+            ++end;
+          }
+        }
+        std::vector<size_t> indices;
+        std::vector<store::Group> outs;
+        for (size_t j = at; j < end; ++j) {
+          store::Group g = cells_group.create_group(todo[mine[j]].id);
+          g.set_attr("attempt", attempt);
+          g.set_attr("rank", static_cast<int64_t>(comm.rank()));
+          indices.push_back(todo_index[mine[j]]);
+          outs.push_back(std::move(g));
+        }
+        if (hooks.compute_batch && (!item.batch.empty() || !hooks.compute)) {
+          hooks.compute_batch(indices, outs);
+        } else {
+          hooks.compute(indices.front(), outs.front());
+        }
+        for (store::Group& g : outs) g.set_attr("complete", int64_t{1});  // after all of the cells' data
+        shard.flush();  // a kill -9 from here on keeps these cells
+        computed_here += static_cast<int64_t>(outs.size());
+        progress.advance(static_cast<int64_t>(outs.size()));
+        at = end;
       }
     }
     progress.finish();

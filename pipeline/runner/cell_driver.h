@@ -1,6 +1,6 @@
 // The per-cell driver shared by every cell-based stage: sharding, per-rank shard files flushed after
 // each finished cell, resume (finished cells are never recomputed), progress, and the final merge into
-// the stage's store under /cells/<cell id>.
+// the stage's store under /cells/<cell id>. Stages may compute runs of cells in one call (compute_batch).
 //
 // On disk during a stage:  <run_dir>/<stage>.shards/a<attempt>.r<rank>.h5   /cells/<id>/...
 // A cell counts as finished when its group carries the attribute complete = 1, written after all of its
@@ -22,6 +22,13 @@ struct CellHooks {
   std::function<void(const std::string& group)> begin_group;
   // Computes item `index` of the cell list and writes its results into `out` (a fresh group).
   std::function<void(size_t index, store::Group& out)> compute;
+  // Optional: computes items indices[i] into outs[i] in one call. The driver passes runs of this rank's
+  // consecutive items with the same group and the same non-empty WorkItem::batch key, at most
+  // max_batch of them (other items go to `compute`). A run's cells are flushed together after the call,
+  // so a kill loses at most one run. A result must not depend on the run it was computed in (ranks and
+  // resumes form different runs).
+  std::function<void(const std::vector<size_t>& indices, std::vector<store::Group>& outs)> compute_batch;
+  size_t max_batch = 1;
 };
 
 struct CellRunStats {

@@ -44,22 +44,32 @@ PromptOptions prompt_options_for(const LoadedModel& model, PromptMode mode, int6
   return po;
 }
 
-GreedyText greedy_text(const LoadedModel& model, const std::vector<int64_t>& ids, const NiahDecodeOptions& options,
-                       std::optional<models::CaptureOptions> capture) {
-  const models::Tokenizer& tok = *model.tokenizer;
+namespace {
+
+models::GenerationOptions generation_options(const models::Tokenizer& tok, const NiahDecodeOptions& options,
+                                             std::optional<models::CaptureOptions> capture) {
   models::GenerationOptions gen;
   gen.max_new_tokens = options.max_new_tokens;
   gen.mask = options.mask;
   gen.prefix_cache = options.prefix_cache;
-  gen.stop = [&](int64_t, const std::vector<int64_t>& generated) {
+  gen.stop = [&tok, stops = options.stop_strings](int64_t, const std::vector<int64_t>& generated) {
     std::string piece = tok.decode({generated.back()}, /*skip_special_tokens=*/false);
-    for (const auto& stop : options.stop_strings) {
+    for (const auto& stop : stops) {
       if (!stop.empty() && piece.find(stop) != std::string::npos) return true;
     }
     return false;
   };
   gen.capture = std::move(capture);
-  models::GenerationResult out = models::generate_greedy(*model.decoder, {ids}, gen);
+  return gen;
+}
+
+}  // namespace
+
+GreedyText greedy_text(const LoadedModel& model, const std::vector<int64_t>& ids, const NiahDecodeOptions& options,
+                       std::optional<models::CaptureOptions> capture) {
+  const models::Tokenizer& tok = *model.tokenizer;
+  models::GenerationResult out =
+      models::generate_greedy(*model.decoder, {ids}, generation_options(tok, options, std::move(capture)));
   GreedyText t;
   t.generated = out.tokens.front();
   t.response = strip(tok.decode(t.generated, /*skip_special_tokens=*/true));
@@ -69,28 +79,49 @@ GreedyText greedy_text(const LoadedModel& model, const std::vector<int64_t>& ids
 
 NiahCellResult run_niah_cell(const LoadedModel& model, const PromptBuilder& builder, const Needle& needle,
                              int64_t context_length, int64_t depth_percent, const NiahDecodeOptions& options) {
-  NiahCellResult r;
-  r.prompt = builder.build(needle, context_length, static_cast<double>(depth_percent));
-  const int64_t T = static_cast<int64_t>(r.prompt.ids.size());
-  RHEAD_CHECK(T >= 2, pipeline::InputError, "[niah] ", model.entry.name, " L=", context_length, " depth=",
-              depth_percent, ": prompt has ", T, " tokens; expected at least 2");
-  if (r.prompt.answer_found()) {
-    r.span_begin = std::max<int64_t>(r.prompt.answer_begin, 0);
-    r.span_end = std::min<int64_t>(r.prompt.answer_end, T);
+  return std::move(run_niah_cells(model, {{&builder, &needle, context_length, depth_percent}}, options).front());
+}
+
+std::vector<NiahCellResult> run_niah_cells(const LoadedModel& model, const std::vector<NiahCellSpec>& cells,
+                                           const NiahDecodeOptions& options) {
+  const models::Tokenizer& tok = *model.tokenizer;
+  std::vector<NiahCellResult> results(cells.size());
+  std::vector<std::vector<int64_t>> prompts;
+  std::vector<models::GenerationOptions> gens;
+  for (size_t i = 0; i < cells.size(); ++i) {
+    const NiahCellSpec& c = cells[i];
+    NiahCellResult& r = results[i];
+    r.prompt = c.builder->build(*c.needle, c.context_length, static_cast<double>(c.depth_percent));
+    const int64_t T = static_cast<int64_t>(r.prompt.ids.size());
+    RHEAD_CHECK(T >= 2, pipeline::InputError, "[niah] ", model.entry.name, " L=", c.context_length, " depth=",
+                c.depth_percent, ": prompt has ", T, " tokens; expected at least 2");
+    if (r.prompt.answer_found()) {
+      r.span_begin = std::max<int64_t>(r.prompt.answer_begin, 0);
+      r.span_end = std::min<int64_t>(r.prompt.answer_end, T);
+    }
+    models::CaptureOptions cap;
+    cap.argmax_on_bf16_row = options.argmax_on_bf16_row;
+    if (options.span_mass) cap.spans = {{r.span_begin, r.span_end}};
+    prompts.push_back(r.prompt.ids);
+    gens.push_back(generation_options(tok, options, cap));
   }
-
-  models::CaptureOptions cap;
-  cap.argmax_on_bf16_row = options.argmax_on_bf16_row;
-  if (options.span_mass) cap.spans = {{r.span_begin, r.span_end}};
-  GreedyText out = greedy_text(model, r.prompt.ids, options, cap);
-
-  r.generated = std::move(out.generated);
-  const int64_t steps = static_cast<int64_t>(r.generated.size());
-  r.response = std::move(out.response);
-  r.rouge1_recall = niah_rouge1_recall(needle.real_needle, r.response);
-  r.argmax = first_steps<int32_t>(out.capture->argmax(), steps, torch::kInt32);
-  if (options.span_mass) r.span_mass = first_steps<float>(out.capture->span_mass(), steps, torch::kFloat32);
-  return r;
+  // Batch only where decoding together gives every cell its bits alone (models::Decoder::decode_step).
+  std::vector<models::GenerationResult> outs;
+  if (model.decoder->batch_invariant_decode()) {
+    outs = models::generate_greedy_each(*model.decoder, prompts, gens);
+  } else {
+    for (size_t i = 0; i < prompts.size(); ++i) outs.push_back(models::generate_greedy(*model.decoder, {prompts[i]}, gens[i]));
+  }
+  for (size_t i = 0; i < cells.size(); ++i) {
+    NiahCellResult& r = results[i];
+    r.generated = outs[i].tokens.front();
+    const int64_t steps = static_cast<int64_t>(r.generated.size());
+    r.response = strip(tok.decode(r.generated, /*skip_special_tokens=*/true));
+    r.rouge1_recall = niah_rouge1_recall(cells[i].needle->real_needle, r.response);
+    r.argmax = first_steps<int32_t>(outs[i].capture->argmax(), steps, torch::kInt32);
+    if (options.span_mass) r.span_mass = first_steps<float>(outs[i].capture->span_mass(), steps, torch::kFloat32);
+  }
+  return results;
 }
 
 NiahCellCost niah_cell_cost(int64_t context_length, int64_t buffer_tokens, int64_t depth_percent,

@@ -59,6 +59,18 @@ PromptOptions prompt_options_for(const LoadedModel& model, PromptMode mode, int6
 NiahCellResult run_niah_cell(const LoadedModel& model, const PromptBuilder& builder, const Needle& needle,
                              int64_t context_length, int64_t depth_percent, const NiahDecodeOptions& options);
 
+// Several NIAH tests decoded together (models::generate_greedy_each: prefills one after the other
+// through options.prefix_cache, then one decode step for all unfinished prompts at a time). Each result
+// is bit for bit run_niah_cell's where the decoder's decode is batch invariant (fp32 CPU); elsewhere the
+// cells run one at a time, so a result never depends on the batch.
+struct NiahCellSpec {
+  const PromptBuilder* builder = nullptr;
+  const Needle* needle = nullptr;
+  int64_t context_length = 0, depth_percent = 0;
+};
+std::vector<NiahCellResult> run_niah_cells(const LoadedModel& model, const std::vector<NiahCellSpec>& cells,
+                                           const NiahDecodeOptions& options);
+
 // Sharding estimates for one NIAH cell (pipeline/core/sharding.h, WorkItem::cost and
 // cost_after_previous): a prompt of about context_length - buffer_tokens tokens, then max_new_tokens
 // decode steps; after a prompt of the same haystack and length whose needle sat at previous_depth

@@ -36,6 +36,7 @@ struct GenerateSettings {
   std::vector<std::string> stop_strings;
   int64_t prefill_chunk = 128;
   bool reuse_prefix = true;
+  int64_t decode_batch = 32;
   bool argmax_on_bf16_row = false;
   bool span_mass = true;
 };
@@ -53,10 +54,14 @@ GenerateSettings read_settings(const pipeline::Config& c) {
   s.stop_strings = c.get_strings("generate.stop_strings");
   s.prefill_chunk = c.get_int("generate.prefill_chunk");
   s.reuse_prefix = c.get_bool("generate.reuse_prefix");
+  s.decode_batch = c.get_int("generate.decode_batch");
   s.argmax_on_bf16_row = c.get_bool("generate.argmax_on_bf16_row");
   s.span_mass = c.get_bool("generate.span_mass");
   return s;
 }
+
+// KV caches of cells decoded together stay under this many bytes (decode_batch's memory guard).
+constexpr int64_t kDecodeBatchKvBytes = int64_t{2} << 30;
 
 // The haystack folder of needle i: <haystack>/part<i+1> (official layout) or <haystack> itself.
 fs::path haystack_for(const GenerateSettings& s, size_t needle_index) {
@@ -128,6 +133,10 @@ void GenerateStage::declare(pipeline::ConfigSchema& schema) const {
       .optional("generate.reuse_prefix", KeyType::Bool, "true",
                 "reuse the previous prompt's KV cache for whole chunks of the common prefix (results are "
                 "bit-identical; false for benchmarks)")
+      .optional("generate.decode_batch", KeyType::Int, "32",
+                "cells of one length decoded together, one KV cache each, at most 2 GiB of them (every "
+                "weight read once per step for all); results are bit-identical for any value where "
+                "decoding is batch invariant (fp32 on CPU), elsewhere cells run one at a time; 1: one at a time")
       .optional("generate.argmax_on_bf16_row", KeyType::Bool, "false",
                 "argmax of the bf16-cast attention row, as the official code (ties to the lowest position)")
       .optional("generate.span_mass", KeyType::Bool, "true", "also store attention mass inside the answer span");
@@ -161,6 +170,8 @@ void GenerateStage::validate(const pipeline::StageContext& ctx) const {
                 ", expected percentages in [0, 100]");
   }
   RHEAD_CHECK(s.max_new_tokens >= 1, ConfigError, "[config] ", c.source(), ": [generate] max_new_tokens must be >= 1");
+  RHEAD_CHECK(s.decode_batch >= 1, ConfigError, "[config] ", c.source(), ": [generate] decode_batch: got ",
+              s.decode_batch, ", expected >= 1 (1: one cell at a time)");
   RHEAD_CHECK(s.prefill_chunk >= 0, ConfigError, "[config] ", c.source(), ": [generate] prefill_chunk: got ",
               s.prefill_chunk, ", expected >= 0 (0: the whole prompt in one call)");
 }
@@ -192,6 +203,7 @@ void GenerateStage::run(pipeline::StageContext& ctx) {
                                                    s.reuse_prefix ? s.prefill_chunk : 0, s.max_new_tokens);
           pipeline::WorkItem item{cell_id(entries[m].name, cell), entries[m].name, cost.cold};
           if (s.reuse_prefix) item.cost_after_previous = cost.warm;
+          item.batch = str_cat("L", L);  // a rank decodes its cells of one length together
           grid.push_back(cell);
           items.push_back(std::move(item));
         }
@@ -222,12 +234,8 @@ void GenerateStage::run(pipeline::StageContext& ctx) {
   decode.stop_strings = s.stop_strings;
   decode.argmax_on_bf16_row = s.argmax_on_bf16_row;
   decode.span_mass = s.span_mass;
-  hooks.compute = [&](size_t index, pipeline::store::Group& out) {
-    const GenerateCell& cell = grid[index];
-    decode.prefix_cache = s.reuse_prefix ? &current->prefix : nullptr;
+  const auto write_cell = [&](const GenerateCell& cell, const NiahCellResult& r, pipeline::store::Group& out) {
     const models::ModelSpec& spec = current->model->folder.spec;
-    NiahCellResult r = run_niah_cell(*current->model, *current->builders[cell.needle], needles[cell.needle],
-                                     cell.length, cell.depth, decode);
     const uint64_t steps = r.generated.size();
     const uint64_t L = static_cast<uint64_t>(spec.n_layer), H = static_cast<uint64_t>(spec.n_head);
     std::vector<int32_t> needle_v;
@@ -253,6 +261,31 @@ void GenerateStage::run(pipeline::StageContext& ctx) {
     out.write("capture_argmax", r.argmax, {steps, L, H}, "step,layer,head");
     if (s.span_mass) out.write("capture_span_mass", r.span_mass, {steps, L, H}, "step,layer,head");
   };
+  hooks.compute_batch = [&](const std::vector<size_t>& indices, std::vector<pipeline::store::Group>& outs) {
+    decode.prefix_cache = s.reuse_prefix ? &current->prefix : nullptr;
+    const models::ModelSpec& spec = current->model->folder.spec;
+    const int64_t kv_bytes_per_token = 2 * spec.n_layer * spec.n_kv_head * spec.head_dim *
+                                       static_cast<int64_t>(c10::elementSize(current->model->decoder->compute_dtype()));
+    // Cells decoded together each hold a KV cache: at most kDecodeBatchKvBytes of them at a time (and
+    // always at least one cell), so that a real model's long contexts decode one cell at a time.
+    for (size_t first = 0; first < indices.size();) {
+      size_t end = first;
+      int64_t bytes = 0;
+      std::vector<NiahCellSpec> specs;
+      while (end < indices.size()) {
+        const GenerateCell& cell = grid[indices[end]];
+        const int64_t cell_bytes = (cell.length + s.max_new_tokens) * kv_bytes_per_token;
+        if (end > first && bytes + cell_bytes > kDecodeBatchKvBytes) break;
+        bytes += cell_bytes;
+        specs.push_back({current->builders[cell.needle].get(), &needles[cell.needle], cell.length, cell.depth});
+        ++end;
+      }
+      const std::vector<NiahCellResult> results = run_niah_cells(*current->model, specs, decode);
+      for (size_t i = first; i < end; ++i) write_cell(grid[indices[i]], results[i - first], outs[i]);
+      first = end;
+    }
+  };
+  hooks.max_batch = static_cast<size_t>(s.decode_batch);
   pipeline::CellRunStats stats = pipeline::run_cells(ctx, items, hooks);
   for (const auto& [name, state] : loaded) {
     if (!s.reuse_prefix) break;

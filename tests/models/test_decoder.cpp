@@ -8,6 +8,7 @@
 #include "models/decoder.h"
 #include "models/generation.h"
 #include "models/projection.h"
+#include "models/row_projection.h"
 #include "pipeline/core/error.h"
 #include "tests/models/naive_reference.h"
 #include "tests/models/tiny_models.h"
@@ -354,6 +355,65 @@ TEST_P(FamilyTest, EmptyMaskIsBitIdenticalAndFullLayerMaskChangesOutput) {
   EXPECT_GT(change, 1e-3);
 }
 
+TEST_P(FamilyTest, GenerateEachIsBitIdenticalToOneAtATime) {
+  // Decoding several prompts together (generate_greedy_each -> Decoder::decode_step) must give every
+  // prompt exactly, bit for bit, what generate_greedy gives it alone, through the same prefix cache
+  // sequence: tokens, logits, argmaxes, top-k and span mass, with per-prompt caps, stops and masks, and
+  // sequences leaving the batch at different steps. This is what lets a rank batch whichever cells it
+  // holds while 1-rank and N-rank runs stay bitwise equal.
+  const auto m = tiny::make_model(GetParam());
+  const auto base = random_prompt(30, m.spec.vocab_size, 31);
+  std::vector<std::vector<int64_t>> prompts;
+  uint32_t seed = 70;
+  for (int64_t shared : {30, 22, 22, 9, 0, 14}) {  // deepest "needle" first, as the generate stage runs them
+    auto p = std::vector<int64_t>(base.begin(), base.begin() + shared);
+    auto tail = random_prompt(8 + shared % 5, m.spec.vocab_size, seed++);
+    p.insert(p.end(), tail.begin(), tail.end());
+    prompts.push_back(p);
+  }
+  models::HeadMask mask(m.spec, models::HeadMaskMode::Zero, {{0, 1}, {1, 0}}, /*in_prefill=*/false);
+  auto dec = make_decoder(m, 4);
+  ASSERT_TRUE(dec.batch_invariant_decode());
+  std::vector<models::GenerationOptions> options(prompts.size());
+  for (size_t b = 0; b < prompts.size(); ++b) {
+    options[b].max_new_tokens = 3 + static_cast<int64_t>(b % 3) * 2;  // 3, 5, 7 steps
+    options[b].keep_logits = true;
+    models::CaptureOptions cap;
+    cap.top_k = 2;
+    cap.spans.push_back({1, 6});
+    options[b].capture = cap;
+    if (b == 2) options[b].mask = &mask;
+    if (b == 1) options[b].stop = [](int64_t, const std::vector<int64_t>& g) { return g.size() == 2; };
+  }
+  for (size_t batch : {prompts.size(), size_t{4}, size_t{1}}) {
+    models::PrefixCache alone_prefix, batched_prefix;
+    for (size_t first = 0; first < prompts.size(); first += batch) {
+      const size_t end = std::min(prompts.size(), first + batch);
+      std::vector<std::vector<int64_t>> some(prompts.begin() + first, prompts.begin() + end);
+      std::vector<models::GenerationOptions> some_options(options.begin() + first, options.begin() + end);
+      for (auto& o : some_options) o.prefix_cache = &batched_prefix;
+      auto together = models::generate_greedy_each(dec, some, some_options);
+      ASSERT_EQ(together.size(), some.size());
+      for (size_t i = 0; i < some.size(); ++i) {
+        models::GenerationOptions o = options[first + i];
+        o.prefix_cache = &alone_prefix;
+        auto alone = models::generate_greedy(dec, {some[i]}, o);
+        const std::string where = "batch " + std::to_string(batch) + " prompt " + std::to_string(first + i);
+        EXPECT_EQ(together[i].tokens, alone.tokens) << where;
+        EXPECT_EQ(together[i].n_steps, alone.n_steps) << where;
+        EXPECT_EQ(together[i].stopped, alone.stopped) << where;
+        EXPECT_TRUE(torch::equal(together[i].logits, alone.logits)) << where;
+        EXPECT_TRUE(torch::equal(together[i].capture->argmax(), alone.capture->argmax())) << where;
+        EXPECT_TRUE(torch::equal(together[i].capture->top_prob(), alone.capture->top_prob())) << where;
+        EXPECT_TRUE(torch::equal(together[i].capture->span_mass(), alone.capture->span_mass())) << where;
+      }
+    }
+    EXPECT_EQ(batched_prefix.reused_tokens(), alone_prefix.reused_tokens()) << "batch " << batch;
+    EXPECT_GT(batched_prefix.reused_tokens(), 0);
+    EXPECT_EQ(batched_prefix.computed_tokens(), alone_prefix.computed_tokens()) << "batch " << batch;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Families, FamilyTest, ::testing::ValuesIn(tiny::family_names()),
                          [](const auto& param_info) { return param_info.param; });
 
@@ -424,26 +484,65 @@ TEST(Decoder, WrongShapeNamesTensorAndShapes) {
   EXPECT_THROW(models::Decoder(m3.spec, m3.lookup()), pipeline::InputError);
 }
 
-TEST(Projection, OneRowAndManyRowsMatchAFloat64Product) {
-  // models::project runs one fp32 CPU row as a matrix-vector product and everything else as torch's
-  // linear; both must be the same function up to fp32 rounding, with and without bias, in every shape.
+TEST(Projection, FewRowsAndManyRowsMatchAFloat64Product) {
+  // models::project runs up to kRowProjectionMaxRows fp32 CPU rows through the batch-invariant kernel
+  // (models/row_projection.h) and everything else as torch's linear; both must be the same function up
+  // to fp32 rounding, with and without bias, in every shape (K and N off the kernel's 8 / 4 blocking too).
   torch::manual_seed(7);
-  auto w = torch::randn({48, 32});
-  auto b = torch::randn({48});
-  for (const std::vector<int64_t>& shape : {std::vector<int64_t>{1, 1, 32}, {1, 32}, {32}, {2, 3, 32}}) {
-    auto x = torch::randn(shape);
-    auto ref = torch::matmul(x.to(torch::kFloat64), w.to(torch::kFloat64).t());
-    auto y = models::project(x, w);
-    std::vector<int64_t> expected = shape;
-    expected.back() = 48;
-    EXPECT_EQ(y.sizes().vec(), expected);
-    EXPECT_LT(rel_err(y.to(torch::kFloat64), ref), 1e-6);
-    EXPECT_LT(rel_err(models::project(x, w, b).to(torch::kFloat64), ref + b.to(torch::kFloat64)), 1e-6);
+  for (const auto& [n, k] : std::vector<std::pair<int64_t, int64_t>>{{48, 32}, {45, 37}, {3, 5}, {130, 520}}) {
+    auto w = torch::randn({n, k});
+    auto b = torch::randn({n});
+    for (const std::vector<int64_t>& lead : {std::vector<int64_t>{1, 1}, {1}, {}, {2, 3}, {5, 1}, {33}, {40, 2}}) {
+      std::vector<int64_t> shape = lead;
+      shape.push_back(k);
+      auto x = torch::randn(shape);
+      auto ref = torch::matmul(x.to(torch::kFloat64), w.to(torch::kFloat64).t());
+      auto y = models::project(x, w);
+      std::vector<int64_t> expected = shape;
+      expected.back() = n;
+      EXPECT_EQ(y.sizes().vec(), expected);
+      EXPECT_LT(rel_err(y.to(torch::kFloat64), ref), 1e-6) << n << "x" << k << ", " << x.numel() / k << " rows";
+      EXPECT_LT(rel_err(models::project(x, w, b).to(torch::kFloat64), ref + b.to(torch::kFloat64)), 1e-6);
+    }
   }
+  // A non-contiguous x (a column slice) gives the same bits as its contiguous copy.
+  auto w = torch::randn({24, 16});
+  auto wide = torch::randn({3, 40});
+  EXPECT_TRUE(torch::equal(models::project(wide.narrow(1, 8, 16), w), models::project(wide.narrow(1, 8, 16).contiguous(), w)));
   // bf16 keeps torch's linear (same bits).
-  auto xb = torch::randn({1, 1, 32}).to(torch::kBFloat16);
+  auto xb = torch::randn({1, 1, 16}).to(torch::kBFloat16);
   auto wb = w.to(torch::kBFloat16);
   EXPECT_TRUE(torch::equal(models::project(xb, wb), torch::nn::functional::linear(xb, wb)));
+}
+
+TEST(Projection, EveryRowGetsTheSameBitsInAnyBatchAndThreadCount) {
+  // The property cross-cell decode batching rests on (models/row_projection.h): row r of a batch equals
+  // row r projected alone, bit for bit, for every batch size, position in the batch and thread count.
+  // (OpenBLAS's GEMM breaks this from 13 rows on: docs/BENCHMARKS.md, change 8.)
+  torch::manual_seed(11);
+  const int old_threads = torch::get_num_threads();
+  for (const auto& [n, k] : std::vector<std::pair<int64_t, int64_t>>{{1024, 512}, {512, 1024}, {45, 512}, {37, 29}}) {
+    auto w = torch::randn({n, k});
+    auto b = torch::randn({n});
+    auto x = torch::randn({models::kRowProjectionMaxRows + 4, k}) * 3;
+    torch::set_num_threads(1);
+    std::vector<torch::Tensor> alone;
+    for (int64_t r = 0; r < x.size(0); ++r) alone.push_back(models::project(x[r], w, b));
+    for (int threads : {1, 2}) {
+      torch::set_num_threads(threads);
+      for (int64_t m = 1; m <= models::kRowProjectionMaxRows; ++m) {
+        for (int64_t first : {int64_t{0}, x.size(0) - m, (x.size(0) - m) / 2}) {
+          auto y = models::project(x.narrow(0, first, m), w, b);
+          for (int64_t i = 0; i < m; ++i) {
+            ASSERT_TRUE(torch::equal(y[i], alone[static_cast<size_t>(first + i)]))
+                << n << "x" << k << ": row " << first + i << " in a batch of " << m << " at " << i << ", " << threads
+                << " threads";
+          }
+        }
+      }
+    }
+  }
+  torch::set_num_threads(old_threads);
 }
 
 TEST(Rope, DynamicNtkMatchesHfFormula) {

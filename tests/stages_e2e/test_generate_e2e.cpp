@@ -48,6 +48,17 @@ TEST(GenerateE2E, StoreShapesAndRankCountIndependence) {
   ASSERT_EQ(two.exit_code, 0) << two.output;
   EXPECT_EQ(test_support::store_digest(dir.path() / "np1" / "generate.h5"), test_support::store_digest(dir.path() / "np2" / "generate.h5"));
   EXPECT_FALSE(fs::exists(dir.path() / "np1" / "generate.shards")) << "shards are removed once merged";
+  // Cells decoded together (decode_batch, default 32: a rank's 10 cells of one length in one batch
+  // at np 1, fewer at np 2) or one at a time, or in batches of 3: the same bits.
+  for (const char* batch : {"1", "3"}) {
+    auto other = run_command("cd " + dir.path().string() + " && " + rhead() + " run job.ini --set generate.decode_batch=" +
+                                 batch + " --set job.run_dir=" + (dir.path() / ("batch" + std::string(batch))).string(),
+                             240);
+    ASSERT_EQ(other.exit_code, 0) << other.output;
+    EXPECT_EQ(test_support::store_digest(dir.path() / ("batch" + std::string(batch)) / "generate.h5"),
+              test_support::store_digest(dir.path() / "np1" / "generate.h5"))
+        << "decode_batch = " << batch;
+  }
 
   pipeline::store::File f = pipeline::store::File::open(dir.path() / "np1" / "generate.h5");
   auto root = f.root();
