@@ -1,6 +1,7 @@
 # Generic decoder: RoPE, GQA attention with KV cache and chunked prefill, SwiGLU / sparse MoE,
 # attention capture (observer), head masking, greedy generation; its trainable twin (toy zoo); the
-# projections (one fp32 row as sgemv) and the CPU compute setup (threads, heap policy, subnormals).
+# projections (few fp32 rows through the batch-invariant row kernels) and the CPU compute setup (threads,
+# heap policy, subnormals).
 # Tests: tests/models/.
 target_sources(models PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/rope.cpp

@@ -209,6 +209,40 @@ class AgainstPipeline(unittest.TestCase):
                 self.assertEqual(bool(problems), expect_problem, problems)
                 self.assertEqual(ties["n"], 0 if expect_problem else 1)
 
+    def test_float64_settles_close_calls_only_for_the_pipeline(self):
+        # A baseline fp32 argmax that differs from the pipeline's beyond a near-tie is not reported when
+        # the float64 rerun takes the pipeline's position, and is when float64 takes the baseline's.
+        gen = os.path.join(self.runs["llama"], "generate.h5")
+        with h5py.File(gen, "r") as f:
+            cid = sorted(f["cells"])[0]
+            argmax = f["cells"][cid]["capture_argmax"][()]
+            ids = f["cells"][cid]["generated_ids"][()].astype(np.int64)
+        mine = argmax.copy()
+        mine[0, 1, 2] += 1
+        result = {"cells": {cid: {"generated_ids": ids, "capture_argmax": mine,
+                                  "argmax_gaps": {(0, 1, 2): 1e-3}}}, "models": {}}
+        self.assertEqual(er.cells_to_arbitrate(result, gen), [cid])
+        for exact, expect_problem in ((argmax, False), (mine, True)):
+            with self.subTest(float64_takes="pipeline" if expect_problem is False else "baseline"):
+                float64 = {"cells": {cid: {"generated_ids": ids, "capture_argmax": exact}}}
+                ties = {}
+                problems = er.check_against_pipeline(result, gen, ties=ties, float64=float64)
+                self.assertEqual(bool(problems), expect_problem, problems)
+                self.assertEqual(ties["fp32"], 0 if expect_problem else 1)
+
+    def test_float64_model_matches_float32_to_rounding(self):
+        # The arbiter itself: the same model in float64 gives the fp32 logits up to fp32 rounding.
+        world = os.path.join(self.tmp.name, "llama", "model")
+        ids = er.torch.arange(1, 40, dtype=er.torch.int64) % 30
+        logits = {}
+        for dtype in ("float32", "float64"):
+            model = er.EagerModel(world, dtype=dtype)
+            logits[dtype], _ = model.forward(ids, [])
+        err = float((logits["float32"].double() - logits["float64"].double()).abs().max())
+        scale = float(logits["float64"].double().abs().max())
+        self.assertLess(err, 1e-4 * scale)
+        self.assertGreater(err, 0.0, "float64 really computes in float64")
+
     def test_nudged_mean_is_reported(self):
         run_dir = self.runs["qwen2"]
         bad = os.path.join(self.tmp.name, "bad_score")
