@@ -1,6 +1,7 @@
 #include "models/capture.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "pipeline/core/error.h"
 
@@ -55,7 +56,15 @@ void AttentionCapture::on_decode_attention(int64_t layer, const torch::Tensor& p
     if (!offset_memo.defined()) offset_memo = (key_begin - pad).view({-1, 1});
     return offset_memo;
   };
-  if (m_options.argmax) {
+  // m_argmax_steps / m_span_mass live on the decoder's device: the CPU when probs do.
+  const bool host = probs.device().is_cpu() && probs.scalar_type() == torch::kFloat32 && pad.device().is_cpu() &&
+                    !m_options.argmax_on_bf16_row;
+  if (host) {
+    // The CPU fp32 path (every decode step of a CPU run): one pass over each row on the host, where the
+    // torch ops below cost ~40 us of dispatch per layer, as much as a batched decode step's projections.
+    record_on_host(layer, probs.contiguous(), key_begin, pad);
+    if (m_options.top_k == 0) return;
+  } else if (m_options.argmax) {
     // torch::argmax returns the first maximal index (lowest position wins). Slot index -> position
     // only where they differ (padding or a sliding window): a decode step costs one kernel per layer.
     auto row = m_options.argmax_on_bf16_row ? probs.to(torch::kBFloat16) : probs;
@@ -71,13 +80,50 @@ void AttentionCapture::on_decode_attention(int64_t layer, const torch::Tensor& p
     pos_dst.narrow(-1, 0, k).copy_(idx + offset().unsqueeze(-1));
     prob_dst.narrow(-1, 0, k).copy_(values);
   }
-  if (m_span_mass.defined()) {
+  if (m_span_mass.defined() && !host) {
     // Span in slots: [begin + pad - key_begin, end + pad - key_begin) of this row.
     auto key = torch::arange(n_key, torch::dtype(torch::kInt64).device(probs.device()));
     auto pos = key.view({1, -1}) + offset();  // [B, K] positions
     auto inside = (pos >= m_span_begin.view({-1, 1})) & (pos < m_span_end.view({-1, 1}));
     auto mass = torch::bmm(probs, inside.to(torch::kFloat32).unsqueeze(-1)).squeeze(-1);  // [B, H]
     m_span_mass.select(1, m_step).select(1, layer).copy_(mass);
+  }
+}
+
+void AttentionCapture::record_on_host(int64_t layer, const torch::Tensor& probs, int64_t key_begin,
+                                      const torch::Tensor& pad) {
+  if (!m_options.argmax && !m_span_mass.defined()) return;
+  const int64_t n_head = probs.size(1), n_key = probs.size(2);
+  const int64_t n_layer = m_options.argmax ? m_argmax_steps.size(2) : m_span_mass.size(2);
+  const float* p = probs.data_ptr<float>();
+  const int64_t* pad_of = pad.data_ptr<int64_t>();
+  // [B, max_steps, n_layer, n_head] contiguous host tensors: this step and layer's [B, H] entries.
+  const auto at = [&](int64_t b, int64_t h) { return ((b * m_max_steps + m_step) * n_layer + layer) * n_head + h; };
+  int64_t* argmax = m_options.argmax ? m_argmax_steps.data_ptr<int64_t>() : nullptr;
+  float* span_mass = m_span_mass.defined() ? m_span_mass.data_ptr<float>() : nullptr;
+  for (int64_t b = 0; b < probs.size(0); ++b) {
+    const int64_t offset = key_begin - pad_of[b];  // slot index -> position
+    for (int64_t h = 0; h < n_head; ++h) {
+      const float* row = p + (b * n_head + h) * n_key;
+      if (m_options.argmax) {
+        // torch::argmax's rule: the first maximum, and a NaN counts as the maximum.
+        int64_t best = 0;
+        for (int64_t k = 0; k < n_key; ++k) {
+          if (std::isnan(row[k])) {
+            best = k;
+            break;
+          }
+          if (row[k] > row[best]) best = k;
+        }
+        argmax[at(b, h)] = best + offset;
+      }
+      if (span_mass != nullptr) {
+        const auto [begin, end] = m_options.spans[static_cast<size_t>(b)];
+        double mass = 0;  // keys at positions [begin, end): slots [begin - offset, end - offset)
+        for (int64_t k = std::max<int64_t>(0, begin - offset); k < std::min(n_key, end - offset); ++k) mass += row[k];
+        span_mass[at(b, h)] = static_cast<float>(mass);
+      }
+    }
   }
 }
 

@@ -61,6 +61,9 @@ class AttentionCapture : public AttentionObserver {
   const torch::Tensor& span_mass() const { return m_span_mass; }
 
  private:
+  // argmax and span mass of CPU fp32 rows, computed on the host (top-k stays with torch).
+  void record_on_host(int64_t layer, const torch::Tensor& probs, int64_t key_begin, const torch::Tensor& pad);
+
   CaptureOptions m_options;
   int64_t m_batch;
   int64_t m_max_steps;

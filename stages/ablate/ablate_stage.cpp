@@ -44,6 +44,7 @@ struct AblateSettings {
   PromptMode prompt_mode = PromptMode::kFaithful;
   int64_t buffer_tokens = 200;
   int64_t prefill_chunk = 128;
+  int64_t decode_batch = 32;
   int64_t tracked_heads = 10;
   NiahDecodeOptions decode;
   std::vector<TaskSpec> tasks;  // downstream tasks under masking
@@ -67,6 +68,7 @@ AblateSettings read_settings(const pipeline::Config& c) {
   s.prompt_mode = parse_prompt_mode(c.get_string("ablate.prompt_mode"), "[ablate] prompt_mode");
   s.buffer_tokens = c.get_int("ablate.buffer_tokens");
   s.prefill_chunk = c.get_int("ablate.prefill_chunk");
+  s.decode_batch = c.get_int("ablate.decode_batch");
   s.tracked_heads = c.get_int("ablate.tracked_heads");
   s.decode.max_new_tokens = c.get_int("ablate.max_new_tokens");
   s.decode.stop_strings = c.get_strings("ablate.stop_strings");
@@ -241,6 +243,10 @@ void AblateStage::declare(pipeline::ConfigSchema& schema) const {
       .optional("ablate.prefill_chunk", KeyType::Int, "128",
                 "prefill runs as one forward call per this many tokens (0: one call); also the unit of prefix "
                 "reuse between cells (every mask of one prompt reuses its prefill)")
+      .optional("ablate.decode_batch", KeyType::Int, "32",
+                "head selections of one NIAH prompt decoded together, one KV cache each, at most 2 GiB of them; "
+                "results are bit-identical for any value where decoding is batch invariant (fp32 on CPU), "
+                "elsewhere cells run one at a time; 1: one at a time")
       .optional("ablate.tracked_heads", KeyType::Int, "10", "top retrieval heads whose argmax positions are stored")
       .optional("ablate.tasks", KeyType::StringList, "",
                 "downstream tasks under masking: name=kind:path.jsonl, kind qa (extractive QA), cot (chain of "
@@ -286,6 +292,8 @@ void AblateStage::validate(const pipeline::StageContext& ctx) const {
                 ", expected every length > buffer_tokens (", s.buffer_tokens, ")");
   }
   if (!s.needles_file.empty()) read_needles_jsonl(s.needles_file);
+  RHEAD_CHECK(s.decode_batch >= 1, ConfigError, "[config] ", c.source(), ": [ablate] decode_batch: got ", s.decode_batch,
+              ", expected >= 1 (1: one cell at a time)");
   RHEAD_CHECK(s.task_decode.max_new_tokens >= 1 && s.task_limit >= 0 && s.mean_tokens >= 1, ConfigError, "[config] ",
               c.source(), ": [ablate] got task_max_new_tokens = ", s.task_decode.max_new_tokens, ", task_limit = ",
               s.task_limit, ", mean_tokens = ", s.mean_tokens, "; expected task_max_new_tokens >= 1, task_limit >= 0 "
@@ -385,6 +393,7 @@ void AblateStage::run(pipeline::StageContext& ctx) {
             // Every selection after the first reuses the whole prefill: decode steps only.
             add({CellKind::kNiah, m, sel, n, L, *d, 0, 0}, cost.cold,
                 sel > 0 ? pipeline::generation_cost(L, 0, niah_steps) : cost.warm);
+            items.back().batch = str_cat("L", L, ".D", *d, ".n", n);  // the selections of one prompt
           }
           previous_depth = *d;
         }
@@ -432,25 +441,73 @@ void AblateStage::run(pipeline::StageContext& ctx) {
     }
     return head_mean;
   };
-  hooks.compute = [&](size_t index, pipeline::store::Group& out) {
-    const AblateCell& cell = grid[index];
+  // The cell's head mask (none for an empty selection) and the attributes every cell carries.
+  const auto mask_of = [&](const AblateCell& cell) -> std::unique_ptr<models::HeadMask> {
     const Selection& sel = selections[cell.model][cell.selection];
-    const models::ModelSpec& spec = model->folder.spec;
     std::vector<std::pair<int64_t, int64_t>> pairs;
     for (const auto& h : sel.heads) pairs.emplace_back(h.layer, h.head);
-    std::unique_ptr<models::HeadMask> mask;
-    if (!pairs.empty()) {
-      const models::HeadMaskMode mode = parse_mode(sel.mode, "");
-      mask = std::make_unique<models::HeadMask>(spec, mode, pairs, /*in_prefill=*/false,
-                                                mode == models::HeadMaskMode::Mean ? mean_of_heads() : torch::Tensor());
-    }
+    if (pairs.empty()) return nullptr;
+    const models::HeadMaskMode mode = parse_mode(sel.mode, "");
+    return std::make_unique<models::HeadMask>(model->folder.spec, mode, pairs, /*in_prefill=*/false,
+                                              mode == models::HeadMaskMode::Mean ? mean_of_heads() : torch::Tensor());
+  };
+  const auto write_selection = [&](const AblateCell& cell, pipeline::store::Group& out) {
+    const Selection& sel = selections[cell.model][cell.selection];
     out.set_attr("model", entries[cell.model].name);
     out.set_attr("mode", sel.mode);
     out.set_attr("selection", sel.selection);
     out.set_attr("k", sel.k);
     out.set_attr("seed", sel.seed);
     out.write("masked_heads", flatten(sel.heads), {sel.heads.size(), 2}, "head,layer_head");
-
+  };
+  const auto write_niah = [&](const AblateCell& cell, const NiahCellResult& r, pipeline::store::Group& out) {
+    const models::ModelSpec& spec = model->folder.spec;
+    // Error analysis over the model's top retrieval heads.
+    ArgmaxCapture capture{static_cast<int64_t>(r.generated.size()), spec.n_layer, spec.n_head, r.argmax};
+    const auto& top = tracked[cell.model];
+    NiahErrorReport report = analyze_niah_cell(r.rouge1_recall, r.response, r.prompt.context, capture, top);
+    std::vector<int32_t> top_pos;  // [step, tracked]
+    for (int64_t step = 0; step < capture.n_step; ++step) {
+      for (const auto& h : top) {
+        top_pos.push_back(r.argmax[static_cast<size_t>((step * spec.n_layer + h.layer) * spec.n_head + h.head)]);
+      }
+    }
+    std::vector<int32_t> gen_v(r.generated.begin(), r.generated.end());
+    out.set_attr("needle_index", static_cast<int64_t>(cell.needle));
+    out.set_attr("context_length", cell.length);
+    out.set_attr("depth_percent", cell.depth);
+    out.set_attr("prompt_tokens", static_cast<int64_t>(r.prompt.ids.size()));
+    out.set_attr("needle_begin", r.prompt.answer_found() ? r.span_begin : int64_t{-1});
+    out.set_attr("needle_end", r.prompt.answer_found() ? r.span_end : int64_t{-1});
+    out.set_attr("rouge1_recall", r.rouge1_recall);
+    out.set_attr("error_type", std::string(niah_error_type_name(report.type)));
+    out.set_attr("sink_fraction", report.sink_fraction);
+    out.write("generated_ids", gen_v, {gen_v.size()}, "step");
+    out.write_text("response", r.response);
+    out.write("top_head_argmax", top_pos, {gen_v.size(), top.size()}, "step,tracked_head");
+  };
+  // The head selections of one NIAH prompt decode together (one prefill, reused; a mask per sequence).
+  hooks.compute_batch = [&](const std::vector<size_t>& indices, std::vector<pipeline::store::Group>& outs) {
+    std::vector<std::unique_ptr<models::HeadMask>> masks;
+    std::vector<NiahCellSpec> specs;
+    for (size_t index : indices) {
+      const AblateCell& cell = grid[index];
+      masks.push_back(mask_of(cell));
+      specs.push_back({builder.get(), &needles[cell.needle], cell.length, cell.depth, masks.back().get()});
+    }
+    NiahDecodeOptions decode = s.decode;
+    decode.prefix_cache = &prefix;
+    const std::vector<NiahCellResult> results = run_niah_cells(*model, specs, decode);
+    for (size_t i = 0; i < indices.size(); ++i) {
+      write_selection(grid[indices[i]], outs[i]);
+      write_niah(grid[indices[i]], results[i], outs[i]);
+    }
+  };
+  hooks.max_batch = static_cast<size_t>(s.decode_batch);
+  hooks.compute = [&](size_t index, pipeline::store::Group& out) {
+    const AblateCell& cell = grid[index];
+    const std::unique_ptr<models::HeadMask> mask = mask_of(cell);
+    write_selection(cell, out);
     if (cell.kind == CellKind::kTask) {
       const TaskSpec& task = s.tasks[cell.task];
       const TaskItem& item = task_items[cell.task][cell.item];
@@ -479,31 +536,7 @@ void AblateStage::run(pipeline::StageContext& ctx) {
     NiahDecodeOptions decode = s.decode;
     decode.mask = mask.get();
     decode.prefix_cache = &prefix;
-    NiahCellResult r = run_niah_cell(*model, *builder, needles[cell.needle], cell.length, cell.depth, decode);
-
-    // Error analysis over the model's top retrieval heads.
-    ArgmaxCapture capture{static_cast<int64_t>(r.generated.size()), spec.n_layer, spec.n_head, r.argmax};
-    const auto& top = tracked[cell.model];
-    NiahErrorReport report = analyze_niah_cell(r.rouge1_recall, r.response, r.prompt.context, capture, top);
-    std::vector<int32_t> top_pos;  // [step, tracked]
-    for (int64_t step = 0; step < capture.n_step; ++step) {
-      for (const auto& h : top) {
-        top_pos.push_back(r.argmax[static_cast<size_t>((step * spec.n_layer + h.layer) * spec.n_head + h.head)]);
-      }
-    }
-    std::vector<int32_t> gen_v(r.generated.begin(), r.generated.end());
-    out.set_attr("needle_index", static_cast<int64_t>(cell.needle));
-    out.set_attr("context_length", cell.length);
-    out.set_attr("depth_percent", cell.depth);
-    out.set_attr("prompt_tokens", static_cast<int64_t>(r.prompt.ids.size()));
-    out.set_attr("needle_begin", r.prompt.answer_found() ? r.span_begin : int64_t{-1});
-    out.set_attr("needle_end", r.prompt.answer_found() ? r.span_end : int64_t{-1});
-    out.set_attr("rouge1_recall", r.rouge1_recall);
-    out.set_attr("error_type", std::string(niah_error_type_name(report.type)));
-    out.set_attr("sink_fraction", report.sink_fraction);
-    out.write("generated_ids", gen_v, {gen_v.size()}, "step");
-    out.write_text("response", r.response);
-    out.write("top_head_argmax", top_pos, {gen_v.size(), top.size()}, "step,tracked_head");
+    write_niah(cell, run_niah_cell(*model, *builder, needles[cell.needle], cell.length, cell.depth, decode), out);
   };
   pipeline::CellRunStats stats = pipeline::run_cells(ctx, items, hooks);
   if (ctx.comm.rank() != 0) return;

@@ -79,7 +79,7 @@ GreedyText greedy_text(const LoadedModel& model, const std::vector<int64_t>& ids
 
 NiahCellResult run_niah_cell(const LoadedModel& model, const PromptBuilder& builder, const Needle& needle,
                              int64_t context_length, int64_t depth_percent, const NiahDecodeOptions& options) {
-  return std::move(run_niah_cells(model, {{&builder, &needle, context_length, depth_percent}}, options).front());
+  return std::move(run_niah_cells(model, {{&builder, &needle, context_length, depth_percent, options.mask}}, options).front());
 }
 
 std::vector<NiahCellResult> run_niah_cells(const LoadedModel& model, const std::vector<NiahCellSpec>& cells,
@@ -104,11 +104,26 @@ std::vector<NiahCellResult> run_niah_cells(const LoadedModel& model, const std::
     if (options.span_mass) cap.spans = {{r.span_begin, r.span_end}};
     prompts.push_back(r.prompt.ids);
     gens.push_back(generation_options(tok, options, cap));
+    gens.back().mask = c.mask;
   }
-  // Batch only where decoding together gives every cell its bits alone (models::Decoder::decode_step).
+  // Batch only where decoding together gives every cell its bits alone (models::Decoder::decode_step),
+  // and only as many cells as keep their KV caches under kNiahBatchKvBytes together.
   std::vector<models::GenerationResult> outs;
   if (model.decoder->batch_invariant_decode()) {
-    outs = models::generate_greedy_each(*model.decoder, prompts, gens);
+    const models::ModelSpec& spec = model.folder.spec;
+    const int64_t kv_bytes_per_token = 2 * spec.n_layer * spec.n_kv_head * spec.head_dim *
+                                       static_cast<int64_t>(c10::elementSize(model.decoder->compute_dtype()));
+    for (size_t first = 0; first < prompts.size();) {
+      size_t end = first;
+      for (int64_t bytes = 0; end < prompts.size(); ++end) {
+        bytes += (static_cast<int64_t>(prompts[end].size()) + options.max_new_tokens) * kv_bytes_per_token;
+        if (end > first && bytes > kNiahBatchKvBytes) break;
+      }
+      std::vector<std::vector<int64_t>> some(prompts.begin() + first, prompts.begin() + end);
+      std::vector<models::GenerationOptions> some_gens(gens.begin() + first, gens.begin() + end);
+      for (auto& out : models::generate_greedy_each(*model.decoder, some, some_gens)) outs.push_back(std::move(out));
+      first = end;
+    }
   } else {
     for (size_t i = 0; i < prompts.size(); ++i) outs.push_back(models::generate_greedy(*model.decoder, {prompts[i]}, gens[i]));
   }

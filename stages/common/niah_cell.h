@@ -60,13 +60,16 @@ NiahCellResult run_niah_cell(const LoadedModel& model, const PromptBuilder& buil
                              int64_t context_length, int64_t depth_percent, const NiahDecodeOptions& options);
 
 // Several NIAH tests decoded together (models::generate_greedy_each: prefills one after the other
-// through options.prefix_cache, then one decode step for all unfinished prompts at a time). Each result
-// is bit for bit run_niah_cell's where the decoder's decode is batch invariant (fp32 CPU); elsewhere the
-// cells run one at a time, so a result never depends on the batch.
+// through options.prefix_cache, then one decode step for all unfinished prompts at a time), as many at
+// a time as keep their KV caches under kNiahBatchKvBytes (a real model's long contexts: one at a time).
+// Each result is bit for bit run_niah_cell's where the decoder's decode is batch invariant (fp32 CPU);
+// elsewhere the cells run one at a time, so a result never depends on the batch.
+constexpr int64_t kNiahBatchKvBytes = int64_t{2} << 30;
 struct NiahCellSpec {
   const PromptBuilder* builder = nullptr;
   const Needle* needle = nullptr;
   int64_t context_length = 0, depth_percent = 0;
+  const models::HeadMask* mask = nullptr;  // this cell's decode-step mask (options.mask is not used)
 };
 std::vector<NiahCellResult> run_niah_cells(const LoadedModel& model, const std::vector<NiahCellSpec>& cells,
                                            const NiahDecodeOptions& options);

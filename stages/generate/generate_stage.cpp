@@ -60,9 +60,6 @@ GenerateSettings read_settings(const pipeline::Config& c) {
   return s;
 }
 
-// KV caches of cells decoded together stay under this many bytes (decode_batch's memory guard).
-constexpr int64_t kDecodeBatchKvBytes = int64_t{2} << 30;
-
 // The haystack folder of needle i: <haystack>/part<i+1> (official layout) or <haystack> itself.
 fs::path haystack_for(const GenerateSettings& s, size_t needle_index) {
   return s.haystack_per_needle ? s.haystack_dir / ("part" + std::to_string(needle_index + 1)) : s.haystack_dir;
@@ -263,27 +260,13 @@ void GenerateStage::run(pipeline::StageContext& ctx) {
   };
   hooks.compute_batch = [&](const std::vector<size_t>& indices, std::vector<pipeline::store::Group>& outs) {
     decode.prefix_cache = s.reuse_prefix ? &current->prefix : nullptr;
-    const models::ModelSpec& spec = current->model->folder.spec;
-    const int64_t kv_bytes_per_token = 2 * spec.n_layer * spec.n_kv_head * spec.head_dim *
-                                       static_cast<int64_t>(c10::elementSize(current->model->decoder->compute_dtype()));
-    // Cells decoded together each hold a KV cache: at most kDecodeBatchKvBytes of them at a time (and
-    // always at least one cell), so that a real model's long contexts decode one cell at a time.
-    for (size_t first = 0; first < indices.size();) {
-      size_t end = first;
-      int64_t bytes = 0;
-      std::vector<NiahCellSpec> specs;
-      while (end < indices.size()) {
-        const GenerateCell& cell = grid[indices[end]];
-        const int64_t cell_bytes = (cell.length + s.max_new_tokens) * kv_bytes_per_token;
-        if (end > first && bytes + cell_bytes > kDecodeBatchKvBytes) break;
-        bytes += cell_bytes;
-        specs.push_back({current->builders[cell.needle].get(), &needles[cell.needle], cell.length, cell.depth});
-        ++end;
-      }
-      const std::vector<NiahCellResult> results = run_niah_cells(*current->model, specs, decode);
-      for (size_t i = first; i < end; ++i) write_cell(grid[indices[i]], results[i - first], outs[i]);
-      first = end;
+    std::vector<NiahCellSpec> specs;
+    for (size_t index : indices) {
+      const GenerateCell& cell = grid[index];
+      specs.push_back({current->builders[cell.needle].get(), &needles[cell.needle], cell.length, cell.depth});
     }
+    const std::vector<NiahCellResult> results = run_niah_cells(*current->model, specs, decode);
+    for (size_t i = 0; i < indices.size(); ++i) write_cell(grid[indices[i]], results[i], outs[i]);
   };
   hooks.max_batch = static_cast<size_t>(s.decode_batch);
   pipeline::CellRunStats stats = pipeline::run_cells(ctx, items, hooks);

@@ -296,6 +296,12 @@ TEST(AblateE2E, MeanModeRowsNextToUniformAndZero) {
   EXPECT_EQ(test_support::store_digest(dir.path() / "np1" / "ablate.h5"),
             test_support::store_digest(dir.path() / "np2" / "ablate.h5"))
       << "the per-head means must be the same on every rank";
+  // The selections of one prompt decode together (decode_batch, default 32) or one at a time: the same bits,
+  // with every mask mode in one batch.
+  auto single = test_support::run_rhead(dir.path(), 0, "job.ini --set job.run_dir=single --set ablate.decode_batch=1" + longer);
+  ASSERT_EQ(single.exit_code, 0) << single.output;
+  EXPECT_EQ(test_support::store_digest(dir.path() / "single" / "ablate.h5"),
+            test_support::store_digest(dir.path() / "np1" / "ablate.h5"));
 
   pipeline::store::File f = pipeline::store::File::open(dir.path() / "np1" / "ablate.h5");
   auto g = f.root().open_group("summary").open_group("tiny");
