@@ -473,13 +473,7 @@ void AblateStage::run(pipeline::StageContext& ctx) {
       }
     }
     std::vector<int32_t> gen_v(r.generated.begin(), r.generated.end());
-    out.set_attr("needle_index", static_cast<int64_t>(cell.needle));
-    out.set_attr("context_length", cell.length);
-    out.set_attr("depth_percent", cell.depth);
-    out.set_attr("prompt_tokens", static_cast<int64_t>(r.prompt.ids.size()));
-    out.set_attr("needle_begin", r.prompt.answer_found() ? r.span_begin : int64_t{-1});
-    out.set_attr("needle_end", r.prompt.answer_found() ? r.span_end : int64_t{-1});
-    out.set_attr("rouge1_recall", r.rouge1_recall);
+    write_niah_cell_attrs(out, r, cell.needle, cell.length, cell.depth);
     out.set_attr("error_type", std::string(niah_error_type_name(report.type)));
     out.set_attr("sink_fraction", report.sink_fraction);
     out.write("generated_ids", gen_v, {gen_v.size()}, "step");

@@ -139,6 +139,17 @@ std::vector<NiahCellResult> run_niah_cells(const LoadedModel& model, const std::
   return results;
 }
 
+void write_niah_cell_attrs(pipeline::store::Group& out, const NiahCellResult& r, size_t needle, int64_t context_length,
+                           int64_t depth_percent) {
+  out.set_attr("needle_index", static_cast<int64_t>(needle));
+  out.set_attr("context_length", context_length);
+  out.set_attr("depth_percent", depth_percent);
+  out.set_attr("prompt_tokens", static_cast<int64_t>(r.prompt.ids.size()));
+  out.set_attr("needle_begin", r.prompt.answer_found() ? r.span_begin : int64_t{-1});
+  out.set_attr("needle_end", r.prompt.answer_found() ? r.span_end : int64_t{-1});
+  out.set_attr("rouge1_recall", r.rouge1_recall);
+}
+
 NiahCellCost niah_cell_cost(int64_t context_length, int64_t buffer_tokens, int64_t depth_percent,
                             int64_t previous_depth_percent, int64_t prefill_chunk, int64_t max_new_tokens) {
   const int64_t prompt = std::max<int64_t>(context_length - buffer_tokens, 1);

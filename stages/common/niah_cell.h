@@ -14,6 +14,7 @@
 
 #include "models/generation.h"
 #include "models/head_mask.h"
+#include "pipeline/store/hdf5_file.h"
 #include "stages/common/model_section.h"
 #include "stages/generate/needles.h"
 #include "stages/generate/prompt_builder.h"
@@ -73,6 +74,12 @@ struct NiahCellSpec {
 };
 std::vector<NiahCellResult> run_niah_cells(const LoadedModel& model, const std::vector<NiahCellSpec>& cells,
                                            const NiahDecodeOptions& options);
+
+// The attributes every stored NIAH cell carries (generate and ablate): needle_index, context_length,
+// depth_percent, prompt_tokens, needle_begin / needle_end (-1 when the answer was not found) and
+// rouge1_recall (docs/STORE.md).
+void write_niah_cell_attrs(pipeline::store::Group& out, const NiahCellResult& r, size_t needle, int64_t context_length,
+                           int64_t depth_percent);
 
 // Sharding estimates for one NIAH cell (pipeline/core/sharding.h, WorkItem::cost and
 // cost_after_previous): a prompt of about context_length - buffer_tokens tokens, then max_new_tokens

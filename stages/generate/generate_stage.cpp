@@ -243,13 +243,7 @@ void GenerateStage::run(pipeline::StageContext& ctx) {
     std::vector<int32_t> prompt_v(r.prompt.ids.begin(), r.prompt.ids.end());
 
     out.set_attr("model", entries[cell.model].name);
-    out.set_attr("needle_index", static_cast<int64_t>(cell.needle));
-    out.set_attr("context_length", cell.length);
-    out.set_attr("depth_percent", cell.depth);
-    out.set_attr("prompt_tokens", static_cast<int64_t>(r.prompt.ids.size()));
-    out.set_attr("needle_begin", r.prompt.answer_found() ? r.span_begin : int64_t{-1});
-    out.set_attr("needle_end", r.prompt.answer_found() ? r.span_end : int64_t{-1});
-    out.set_attr("rouge1_recall", r.rouge1_recall);
+    write_niah_cell_attrs(out, r, cell.needle, cell.length, cell.depth);
     out.set_attr("prompt_mode", std::string(prompt_mode_name(s.mode)));
     out.write("prompt_ids", prompt_v, {prompt_v.size()}, "token");
     out.write("needle_ids", needle_v, {needle_v.size()}, "span");

@@ -190,9 +190,9 @@ class AgainstPipeline(unittest.TestCase):
         self.assertIn(f"{cid}: 1 argmax positions differ (beyond near-ties); first at step 0 layer 1 head 2",
                       r.stderr)
 
-    def test_near_ties_are_counted_not_reported(self):
-        # A baseline result that disagrees with the pipeline at one position: a near-tie when the
-        # baseline's own row puts the pipeline's position within TIE_TOLERANCE of its maximum.
+    def first_cell_with_one_changed_argmax(self):
+        """-> (generate.h5 of the llama run, its first cell id, the pipeline's argmaxes and generated ids,
+        a copy of the argmaxes with position (0, 1, 2) moved by one key)."""
         gen = os.path.join(self.runs["llama"], "generate.h5")
         with h5py.File(gen, "r") as f:
             cid = sorted(f["cells"])[0]
@@ -200,6 +200,12 @@ class AgainstPipeline(unittest.TestCase):
             ids = f["cells"][cid]["generated_ids"][()].astype(np.int64)
         mine = argmax.copy()
         mine[0, 1, 2] += 1
+        return gen, cid, argmax, ids, mine
+
+    def test_near_ties_are_counted_not_reported(self):
+        # A baseline result that disagrees with the pipeline at one position: a near-tie when the
+        # baseline's own row puts the pipeline's position within TIE_TOLERANCE of its maximum.
+        gen, cid, argmax, ids, mine = self.first_cell_with_one_changed_argmax()
         for gap, expect_problem in ((er.TIE_TOLERANCE / 10, False), (er.TIE_TOLERANCE * 10, True)):
             with self.subTest(gap=gap):
                 result = {"cells": {cid: {"generated_ids": ids, "capture_argmax": mine,
@@ -212,13 +218,7 @@ class AgainstPipeline(unittest.TestCase):
     def test_float64_settles_close_calls_only_for_the_pipeline(self):
         # A baseline fp32 argmax that differs from the pipeline's beyond a near-tie is not reported when
         # the float64 rerun takes the pipeline's position, and is when float64 takes the baseline's.
-        gen = os.path.join(self.runs["llama"], "generate.h5")
-        with h5py.File(gen, "r") as f:
-            cid = sorted(f["cells"])[0]
-            argmax = f["cells"][cid]["capture_argmax"][()]
-            ids = f["cells"][cid]["generated_ids"][()].astype(np.int64)
-        mine = argmax.copy()
-        mine[0, 1, 2] += 1
+        gen, cid, argmax, ids, mine = self.first_cell_with_one_changed_argmax()
         result = {"cells": {cid: {"generated_ids": ids, "capture_argmax": mine,
                                   "argmax_gaps": {(0, 1, 2): 1e-3}}}, "models": {}}
         self.assertEqual(er.cells_to_arbitrate(result, gen), [cid])

@@ -203,6 +203,12 @@ int main(int argc, char** argv) {
         }
         s.identical = b.exit_code == 0 ? "yes" : (b.exit_code == 1 ? "NO" : "error");
         if (b.exit_code != 0) std::fprintf(stderr, "baseline (exit %d):\n%s\n", b.exit_code, b.output.c_str());
+        // The verdict line, with its near-tie and float64-arbitration counts when there were any.
+        const size_t verdict = b.output.find("eager_reference: identical");
+        if (verdict != std::string::npos) {
+          std::fprintf(stderr, "sweep %d: %s\n", ctx,
+                       b.output.substr(verdict, b.output.find('\n', verdict) - verdict).c_str());
+        }
       }
     }
     char dec[160] = " ", sw[160] = " ";
