@@ -73,6 +73,12 @@ class Decoder {
   torch::Tensor decode_step(const std::vector<int64_t>& ids, const std::vector<KvCache*>& caches,
                             const std::vector<ForwardOptions>& options) const;
   bool batch_invariant_decode() const;
+  // True when every row of a forward call depends only on its own token, the cache before the call and
+  // the call's height and position, not on the other rows of the call (causal attention masks later
+  // keys with exact zeros; each projection row is its own dot products). False for sparse MoE: tokens
+  // are grouped per expert, so the height of an expert's product depends on where the other rows went.
+  // models/generation.h relies on it to split a prefill chunk at a prompt's divergence point.
+  bool prefill_rows_independent() const { return m_spec.mlp != MlpKind::SparseMoe; }
 
  private:
   struct Expert {

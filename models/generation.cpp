@@ -6,19 +6,35 @@
 
 namespace models {
 
-void prefill_in_chunks(const Decoder& decoder, const torch::Tensor& ids, KvCache& cache,
-                       const ForwardOptions& options) {
-  const int64_t chunk = decoder.options().prefill_chunk;
-  const int64_t n = ids.size(1);
-  for (int64_t i = 0; i < n;) {
-    const int64_t slot = cache.length();
-    const int64_t step = chunk > 0 ? std::min(chunk - slot % chunk, n - i) : n - i;
-    decoder.forward(ids.narrow(1, i, step), cache, options);
-    i += step;
+std::vector<PrefillCall> prefill_plan(int64_t first, int64_t last, int64_t chunk, int64_t split) {
+  std::vector<PrefillCall> plan;
+  for (int64_t begin = first; begin < last;) {
+    const int64_t end = chunk > 0 ? std::min(begin - begin % chunk + chunk, last) : last;
+    const bool whole = chunk > 0 && begin % chunk == 0 && end == begin + chunk;
+    if (whole && split > begin && split < end) {
+      plan.push_back({begin, end, split});
+      plan.push_back({split, end, end});
+    } else {
+      plan.push_back({begin, end, end});
+    }
+    begin = end;
   }
+  return plan;
 }
 
 namespace {
+
+// Runs `calls` (absolute slots; calls.front().begin == cache.length()) over ids [B, n], whose column 0
+// is slot `first_slot`.
+void run_prefill_calls(const Decoder& decoder, const torch::Tensor& ids, int64_t first_slot,
+                       const std::vector<PrefillCall>& calls, KvCache& cache, const ForwardOptions& options) {
+  for (const PrefillCall& c : calls) {
+    RHEAD_CHECK(cache.length() == c.begin, pipeline::InternalError, "[model] prefill call at slot ", c.begin,
+                " on a cache of ", cache.length(), " slots");
+    decoder.forward(ids.narrow(1, c.begin - first_slot, c.end - c.begin), cache, options);
+    if (c.keep < c.end) cache.truncate(c.keep);
+  }
+}
 
 void check_prompts(const ModelSpec& spec, const std::vector<std::vector<int64_t>>& prompts,
                    const GenerationOptions& options) {
@@ -41,8 +57,15 @@ struct Prefilled {
 
 }  // namespace
 
+void prefill_in_chunks(const Decoder& decoder, const torch::Tensor& ids, KvCache& cache,
+                       const ForwardOptions& options) {
+  const int64_t first = cache.length();
+  run_prefill_calls(decoder, ids, first,
+                    prefill_plan(first, first + ids.size(1), decoder.options().prefill_chunk), cache, options);
+}
+
 // prompt[0 : T-1] of every sequence into `local` (left-padded), or, for one prompt with a prefix cache
-// and no mask in the prefill, into that cache after the whole chunks it shares with the previous prompt.
+// and no mask in the prefill, into that cache after the part it shares with the previous prompt.
 struct PrefillPrompts {
   static Prefilled run(const Decoder& decoder, const std::vector<std::vector<int64_t>>& prompts,
                        const GenerationOptions& options, KvCache& local);
@@ -59,16 +82,19 @@ Prefilled PrefillPrompts::run(const Decoder& decoder, const std::vector<std::vec
   if (reuse != nullptr && reuse->m_decoder != &decoder) {
     reuse->m_cache.reset();
     reuse->m_ids.clear();
+    reuse->m_plan.clear();
     reuse->m_decoder = &decoder;
   }
   if (reuse == nullptr || !reuse->m_cache) {
     (reuse ? reuse->m_cache.emplace() : local) = decoder.new_cache(batch, n_prefill + options.max_new_tokens);
   }
   KvCache& cache = reuse ? *reuse->m_cache : local;
-  // The prefill runs as one forward call per `chunk` slots (prefill_in_chunks), so the computation of
-  // a slot range never depends on how much came before it in the same call.
-  const int64_t chunk = decoder.options().prefill_chunk;
-  int64_t n_kept = 0;  // prefill slots reused from the previous prompt: whole chunks of the common prefix
+  // The prefill's calls (prefill_plan): the computation of a slot range never depends on how much came
+  // before it in the same call, and a split chunk keeps only rows whose bits do not depend on what follows.
+  const int64_t split = batch == 1 && decoder.prefill_rows_independent() ? options.prefill_split : -1;
+  const std::vector<PrefillCall> plan = prefill_plan(0, n_prefill, decoder.options().prefill_chunk, split);
+  size_t first_call = 0;  // plan[0, first_call) is reused from the previous prompt
+  int64_t n_kept = 0;     // its slots
   if (reuse != nullptr) {
     const auto& prompt = prompts[0];
     const auto& kept = reuse->m_ids;
@@ -77,12 +103,23 @@ Prefilled PrefillPrompts::run(const Decoder& decoder, const std::vector<std::vec
     while (static_cast<size_t>(common) < limit && kept[static_cast<size_t>(common)] == prompt[static_cast<size_t>(common)]) {
       ++common;
     }
-    n_kept = chunk > 0 ? common / chunk * chunk : 0;
+    // A call is reused when the previous prompt ran the same slots, kept its rows at least as far, and
+    // the tokens up to the last kept row are common; after a call the two kept differently, nothing more.
+    const auto& before = reuse->m_plan;
+    while (first_call < plan.size() && first_call < before.size()) {
+      const PrefillCall& now = plan[first_call];
+      const PrefillCall& then = before[first_call];
+      if (now.begin != then.begin || now.end != then.end || now.keep > then.keep || now.keep > common) break;
+      n_kept = now.keep;
+      ++first_call;
+      if (now.keep != then.keep) break;
+    }
     cache.truncate(n_kept);
     cache.reserve(n_prefill + options.max_new_tokens);
     reuse->m_ids.resize(static_cast<size_t>(n_kept));  // until the prefill below has finished
+    reuse->m_plan.assign(plan.begin(), plan.begin() + static_cast<std::ptrdiff_t>(first_call));
     reuse->m_reused += n_kept;
-    reuse->m_computed += n_prefill - n_kept;
+    for (size_t i = first_call; i < plan.size(); ++i) reuse->m_computed += plan[i].end - plan[i].begin;
   }
   Prefilled out;
   out.cache = &cache;
@@ -97,13 +134,17 @@ Prefilled PrefillPrompts::run(const Decoder& decoder, const std::vector<std::vec
     out.first_ids[static_cast<size_t>(b)] = p.back();
   }
   if (reuse == nullptr) cache.set_padding(pad);  // a reused cache holds one unpadded sequence
-  if (n_prefill > n_kept) {
+  if (first_call < plan.size()) {
     ForwardOptions prefill;
     if (masked_prefill) prefill.mask = mask;
     auto ids = torch::tensor(prefill_ids, torch::kInt64).view({batch, n_prefill});
-    prefill_in_chunks(decoder, ids.narrow(1, n_kept, n_prefill - n_kept), cache, prefill);
+    run_prefill_calls(decoder, ids, 0, {plan.begin() + static_cast<std::ptrdiff_t>(first_call), plan.end()}, cache,
+                      prefill);
   }
-  if (reuse != nullptr) reuse->m_ids.assign(prompts[0].begin(), prompts[0].end() - 1);
+  if (reuse != nullptr) {
+    reuse->m_ids.assign(prompts[0].begin(), prompts[0].end() - 1);
+    reuse->m_plan = plan;
+  }
   return out;
 }
 

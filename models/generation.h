@@ -28,9 +28,14 @@ struct GenerationOptions {
   std::optional<CaptureOptions> capture;   // record attention at decode steps
   bool keep_logits = false;                // keep every decode step's logits
   int64_t pad_token_id = 0;                // id placed in left-padding slots (never attended)
-  // One prompt at a time: start the prefill after the whole prefill chunks this prompt shares with the
-  // previous prompt run through this cache (ignored for batches > 1 and masked prefills).
+  // One prompt at a time: start the prefill after the part this prompt shares with the previous prompt
+  // run through this cache (ignored for batches > 1 and masked prefills).
   PrefixCache* prefix_cache = nullptr;
+  // One prompt at a time: the position where this prompt departs from the prompts it shares a prefix
+  // with (a NIAH needle's first token), or -1. See PrefillCall: with it, the next prompt through a
+  // prefix cache reuses the previous one's rows up to its own split, not only up to a chunk boundary.
+  // Part of the prefill's definition, cache or not, so results never depend on reuse.
+  int64_t prefill_split = -1;
 };
 
 struct GenerationResult {
@@ -41,30 +46,48 @@ struct GenerationResult {
   torch::Tensor logits;                      // keep_logits: [B, steps, vocab] fp32
 };
 
+// One forward call of a prefill: slots [begin, end) are computed, the cache keeps [begin, keep).
+// A prefill runs one call per `prefill_chunk` slots, aligned to slot 0 (the last call may be shorter).
+// With a split s (GenerationOptions::prefill_split) strictly inside a whole chunk [a, a + C), that
+// chunk runs twice: {a, a + C, s}, keeping the rows before s, then {s, a + C, a + C}. A row's bits
+// depend only on the tokens up to it and the shape of its call (Decoder::prefill_rows_independent), so
+// rows before s are what any prompt with the same tokens up to s computes in that chunk, whatever
+// follows; the price is a + C - s extra rows when nothing is reused. No split where rows are not
+// independent (sparse MoE), in a padded batch, or in the last, shorter call.
+struct PrefillCall {
+  int64_t begin = 0, end = 0, keep = 0;
+  bool operator==(const PrefillCall& o) const { return begin == o.begin && end == o.end && keep == o.keep; }
+};
+// The calls that append slots [first, last) to a cache (chunk 0: one call), split at `split` (-1: none).
+std::vector<PrefillCall> prefill_plan(int64_t first, int64_t last, int64_t chunk, int64_t split = -1);
+
 // The KV cache of the last prompt, kept for the next one. In a NIAH grid every prompt of one haystack
 // starts with the same haystack tokens up to its needle, so run in order of decreasing needle position
 // each prompt recomputes only its needle and what follows (about half the prefill over a depth sweep).
-// The prefill runs one forward call per `prefill_chunk` slots, and whole chunks of the common prefix
-// are reused, so results are bit-identical to a fresh prefill: every chunk is computed by the same
-// operations on the same shapes and values either way (causal: slot s depends on tokens <= s only). A
-// row-by-row argument would not do: BLAS may round a row differently in a GEMM of another height.
-// Needs prefill_chunk > 0 (with 0, nothing is reused).
+// Results are bit-identical to a fresh prefill: the new prompt's prefill calls (prefill_plan) are
+// compared in order with the previous prompt's, and a call's kept rows are reused while the call has
+// the same slots, kept at least as far by the previous prompt, over tokens common to both; each reused
+// row was computed by the same operations on the same values as a fresh prefill would compute it. With
+// splits at the needles, that is every row before the needle; without, the whole chunks before it. A
+// row-by-row argument alone would not do: BLAS may round a row differently in a GEMM of another height.
+// Needs prefill_chunk > 0 (with 0, a prompt reuses only an identical previous prefill).
 class PrefixCache {
  public:
   int64_t reused_tokens() const { return m_reused; }      // prefill tokens taken from the cache
-  int64_t computed_tokens() const { return m_computed; }  // prefill tokens computed
+  int64_t computed_tokens() const { return m_computed; }  // prefill rows computed (all rows of every call)
 
  private:
   friend struct PrefillPrompts;  // generation.cpp: the prefill of generate_greedy(_each)
   std::optional<KvCache> m_cache;  // slots [0, m_ids.size()) hold m_ids' prefill
   const Decoder* m_decoder = nullptr;
   std::vector<int64_t> m_ids;
+  std::vector<PrefillCall> m_plan;  // the calls that computed m_ids' prefill (a prefix of them while it runs)
   int64_t m_reused = 0, m_computed = 0;
 };
 
-// Appends ids [B, T] to the cache as one forward call per `prefill_chunk` slots (chunks aligned to slot
-// 0; one call when prefill_chunk is 0): the prefill of generate_greedy. Peak activations are
-// [B, chunk, max(D, 2 d_ff)] instead of [B, T, ...].
+// Appends ids [B, T] to the cache as one forward call per `prefill_chunk` slots (prefill_plan without a
+// split: chunks aligned to slot 0; one call when prefill_chunk is 0): the prefill of generate_greedy.
+// Peak activations are [B, chunk, max(D, 2 d_ff)] instead of [B, T, ...].
 void prefill_in_chunks(const Decoder& decoder, const torch::Tensor& ids, KvCache& cache,
                        const ForwardOptions& options = {});
 

@@ -105,6 +105,7 @@ std::vector<NiahCellResult> run_niah_cells(const LoadedModel& model, const std::
     prompts.push_back(r.prompt.ids);
     gens.push_back(generation_options(tok, options, cap));
     gens.back().mask = c.mask;
+    gens.back().prefill_split = r.prompt.needle_begin;  // -1 in faithful mode: whole chunks are reused there
   }
   // Batch only where decoding together gives every cell its bits alone (models::Decoder::decode_step),
   // and only as many cells as keep their KV caches under kNiahBatchKvBytes together.
@@ -153,12 +154,16 @@ void write_niah_cell_attrs(pipeline::store::Group& out, const NiahCellResult& r,
 NiahCellCost niah_cell_cost(int64_t context_length, int64_t buffer_tokens, int64_t depth_percent,
                             int64_t previous_depth_percent, int64_t prefill_chunk, int64_t max_new_tokens) {
   const int64_t prompt = std::max<int64_t>(context_length - buffer_tokens, 1);
-  int64_t shared = 0;
+  const int64_t needle = depth_percent * prompt / 100;  // about where the needle splits the prefill
+  // The needle's chunk runs whole and again from the needle (models::PrefillCall).
+  const int64_t split_rows = prefill_chunk > 0 && needle % prefill_chunk != 0 ? prefill_chunk - needle % prefill_chunk : 0;
+  int64_t computed = prompt + split_rows;
   if (previous_depth_percent >= 0 && prefill_chunk > 0) {
-    shared = std::min(depth_percent, previous_depth_percent) * prompt / 100 / prefill_chunk * prefill_chunk;
+    const int64_t previous = previous_depth_percent * prompt / 100;
+    computed = previous >= needle ? prompt - needle : prompt - previous / prefill_chunk * prefill_chunk + split_rows;
   }
-  return {pipeline::generation_cost(context_length, prompt, max_new_tokens),
-          pipeline::generation_cost(context_length, prompt - shared, max_new_tokens)};
+  return {pipeline::generation_cost(context_length, prompt + split_rows, max_new_tokens),
+          pipeline::generation_cost(context_length, computed, max_new_tokens)};
 }
 
 }  // namespace stages

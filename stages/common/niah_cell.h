@@ -83,8 +83,10 @@ void write_niah_cell_attrs(pipeline::store::Group& out, const NiahCellResult& r,
 
 // Sharding estimates for one NIAH cell (pipeline/core/sharding.h, WorkItem::cost and
 // cost_after_previous): a prompt of about context_length - buffer_tokens tokens, then max_new_tokens
-// decode steps; after a prompt of the same haystack and length whose needle sat at previous_depth
-// (percent; < 0: none), the prefill reuses the whole chunks before the shallower needle.
+// decode steps. Its needle splits the prefill (models::PrefillCall: the needle's chunk runs whole and
+// again from the needle); after a prompt of the same haystack and length whose needle sat at
+// previous_depth (percent; < 0: none) at or after its own, the prefill reuses every slot before its
+// needle, after a shallower one the whole chunks before that one's needle.
 struct NiahCellCost {
   double cold = 0, warm = 0;
 };

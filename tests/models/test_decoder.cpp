@@ -247,13 +247,86 @@ TEST_P(FamilyTest, PrefixCacheReuseIsBitIdenticalToFreshPrefill) {
              previous[static_cast<size_t>(lcp)] == prefill[static_cast<size_t>(lcp)]) {
         ++lcp;
       }
-      expect_reused += chunk > 0 ? lcp / chunk * chunk : 0;
+      // Every prefill call is reused when the previous prefill was the same (prompt 7 repeats prompt 6's).
+      const bool same = lcp == static_cast<int64_t>(prefill.size()) && previous.size() == prefill.size();
+      expect_reused += same ? lcp : chunk > 0 ? lcp / chunk * chunk : 0;
       previous = prefill;
     }
     EXPECT_EQ(prefix.reused_tokens(), expect_reused) << "chunk " << chunk;
     if (chunk > 0) {
       EXPECT_GT(prefix.reused_tokens(), 100) << "chunk " << chunk;
     }
+  }
+}
+
+TEST(PrefillPlan, ChunksAlignedToSlotZeroWithTheSplitChunkRunTwice) {
+  using C = models::PrefillCall;
+  using Plan = std::vector<C>;
+  EXPECT_EQ(models::prefill_plan(0, 20, 8), (Plan{{0, 8, 8}, {8, 16, 16}, {16, 20, 20}}));
+  EXPECT_EQ(models::prefill_plan(0, 20, 8, 11), (Plan{{0, 8, 8}, {8, 16, 11}, {11, 16, 16}, {16, 20, 20}}));
+  EXPECT_EQ(models::prefill_plan(5, 20, 8), (Plan{{5, 8, 8}, {8, 16, 16}, {16, 20, 20}}));
+  // No split on a chunk boundary, in the last (shorter) call, in a call that starts mid-chunk, with chunk 0.
+  EXPECT_EQ(models::prefill_plan(0, 20, 8, 16), models::prefill_plan(0, 20, 8));
+  EXPECT_EQ(models::prefill_plan(0, 20, 8, 18), models::prefill_plan(0, 20, 8));
+  EXPECT_EQ(models::prefill_plan(5, 20, 8, 6), models::prefill_plan(5, 20, 8));
+  EXPECT_EQ(models::prefill_plan(0, 20, 0, 11), (Plan{{0, 20, 20}}));
+  EXPECT_TRUE(models::prefill_plan(7, 7, 8, 3).empty());
+}
+
+TEST_P(FamilyTest, PrefixCacheReusesRowsUpToTheSplit) {
+  // NIAH-like prompts: 381 tokens of one haystack with a 3-token needle (ids from the other half of the
+  // vocabulary, a different first token each) spliced in at `split`, the split passed as the hint.
+  // Through one prefix cache every result must be bit for bit the fresh prefill's with the same hint,
+  // and the reused slots must be the hand-worked ones (chunk 64, calls per models::prefill_plan; chunks
+  // over 32 rows, so that projections and attention run as GEMMs whose rows depend on the height).
+  const auto m = tiny::make_model(GetParam());
+  const int64_t V = m.spec.vocab_size;
+  const auto hay = random_prompt(384, V / 2, 61);
+  struct Case {
+    int64_t split;     // the needle's position, and the hint
+    int needle;
+    int64_t reused_dense, reused_moe;  // expected reused slots (dense: split chunks; moe: whole chunks)
+  };
+  const std::vector<Case> cases = {
+      {296, 0, 0, 0},      // cold: [0,64) .. [192,256), {256,320,296}, {296,320,320}, [320,383)
+      {280, 1, 280, 256},  // {256,320,280} against {256,320,296}: rows up to 280 (moe: whole chunks)
+      {280, 2, 280, 256},  // same split, other needle: {256,320,280} again, {280,320,320} not (tokens)
+      {160, 3, 160, 128},  // a shallower chunk
+      {192, 4, 128, 128},  // deeper after shallower, on a boundary: {128,192,192} was kept only to 160
+      {40, 5, 40, 0},      // inside the first chunk
+      {240, 6, 0, 0},      // deeper again: {0,64,64} was kept only to 40
+      {240, 6, 383, 383},  // the same prompt again (ablate's head selections): every call
+      {-248, 6, 192, 383}, // the same tokens, hinted at 248: {192,256,248} was kept only to 240 (moe:
+                           // no splits, so the same calls as before)
+      {352, 7, 192, 192},  // a split in the last, shorter call is not one: the chunks before 240's
+  };
+  const bool dense = GetParam() != "mixtral";
+  auto dec = make_decoder(m, 64);
+  EXPECT_EQ(dec.prefill_rows_independent(), dense);
+  models::PrefixCache prefix;
+  int64_t expect_reused = 0;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const Case& c = cases[i];
+    const int64_t at = c.split >= 0 ? c.split : cases[i - 1].split;  // < 0: the previous prompt, hint -split
+    std::vector<int64_t> p(hay.begin(), hay.begin() + at);
+    const auto needle = random_prompt(3, V - V / 2, 70 + static_cast<uint32_t>(c.needle));
+    for (size_t j = 0; j < needle.size(); ++j) p.push_back(V / 2 + (j == 0 ? c.needle % (V - V / 2) : needle[j]));
+    p.insert(p.end(), hay.begin() + at, hay.end() - 3);
+    ASSERT_EQ(p.size(), 384u);
+    models::GenerationOptions opt;
+    opt.max_new_tokens = 4;
+    opt.keep_logits = true;
+    opt.capture = models::CaptureOptions{};
+    opt.prefill_split = std::abs(c.split);
+    auto fresh = models::generate_greedy(dec, {p}, opt);
+    opt.prefix_cache = &prefix;
+    auto reused = models::generate_greedy(dec, {p}, opt);
+    const std::string where = "case " + std::to_string(i) + " split " + std::to_string(c.split);
+    EXPECT_EQ(reused.tokens, fresh.tokens) << where;
+    EXPECT_TRUE(torch::equal(reused.logits, fresh.logits)) << where;
+    EXPECT_TRUE(torch::equal(reused.capture->argmax(), fresh.capture->argmax())) << where;
+    expect_reused += dense ? c.reused_dense : c.reused_moe;
+    EXPECT_EQ(prefix.reused_tokens(), expect_reused) << where;
   }
 }
 
