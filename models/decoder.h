@@ -35,7 +35,10 @@ using TensorLookup = std::function<torch::Tensor(const std::string& checkpoint_n
 
 struct DecoderOptions {
   DType compute_dtype = DType::Float32;  // Float32 or BFloat16 (Float16 only where supported)
-  int64_t prefill_chunk = 256;           // query rows per attention chunk; <= 0: whole call
+  int64_t prefill_chunk = 256;           // query rows per attention block of a call; <= 0: whole call
+  // Prompt rows per forward call of a prefill (models/generation.h, prefill_plan): the projections of a
+  // call run as one product of this height, attention in prefill_chunk blocks; <= 0: one call.
+  int64_t prefill_call = 512;
   torch::Device device = torch::kCPU;
 };
 

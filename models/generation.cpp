@@ -6,12 +6,11 @@
 
 namespace models {
 
-std::vector<PrefillCall> prefill_plan(int64_t first, int64_t last, int64_t chunk, int64_t split) {
+std::vector<PrefillCall> prefill_plan(int64_t first, int64_t last, int64_t call, int64_t split) {
   std::vector<PrefillCall> plan;
   for (int64_t begin = first; begin < last;) {
-    const int64_t end = chunk > 0 ? std::min(begin - begin % chunk + chunk, last) : last;
-    const bool whole = chunk > 0 && begin % chunk == 0 && end == begin + chunk;
-    if (whole && split > begin && split < end) {
+    const int64_t end = call > 0 ? std::min(begin - begin % call + call, last) : last;
+    if (split > begin && split < end) {
       plan.push_back({begin, end, split});
       plan.push_back({split, end, end});
     } else {
@@ -61,7 +60,7 @@ void prefill_in_chunks(const Decoder& decoder, const torch::Tensor& ids, KvCache
                        const ForwardOptions& options) {
   const int64_t first = cache.length();
   run_prefill_calls(decoder, ids, first,
-                    prefill_plan(first, first + ids.size(1), decoder.options().prefill_chunk), cache, options);
+                    prefill_plan(first, first + ids.size(1), decoder.options().prefill_call), cache, options);
 }
 
 // prompt[0 : T-1] of every sequence into `local` (left-padded), or, for one prompt with a prefix cache
@@ -89,10 +88,10 @@ Prefilled PrefillPrompts::run(const Decoder& decoder, const std::vector<std::vec
     (reuse ? reuse->m_cache.emplace() : local) = decoder.new_cache(batch, n_prefill + options.max_new_tokens);
   }
   KvCache& cache = reuse ? *reuse->m_cache : local;
-  // The prefill's calls (prefill_plan): the computation of a slot range never depends on how much came
-  // before it in the same call, and a split chunk keeps only rows whose bits do not depend on what follows.
+  // The prefill's calls (prefill_plan), the same whether reused or not, so a slot's bits never depend on
+  // the prompt before; a split call keeps only rows whose bits do not depend on what follows.
   const int64_t split = batch == 1 && decoder.prefill_rows_independent() ? options.prefill_split : -1;
-  const std::vector<PrefillCall> plan = prefill_plan(0, n_prefill, decoder.options().prefill_chunk, split);
+  const std::vector<PrefillCall> plan = prefill_plan(0, n_prefill, decoder.options().prefill_call, split);
   size_t first_call = 0;  // plan[0, first_call) is reused from the previous prompt
   int64_t n_kept = 0;     // its slots
   if (reuse != nullptr) {

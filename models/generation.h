@@ -47,19 +47,19 @@ struct GenerationResult {
 };
 
 // One forward call of a prefill: slots [begin, end) are computed, the cache keeps [begin, keep).
-// A prefill runs one call per `prefill_chunk` slots, aligned to slot 0 (the last call may be shorter).
-// With a split s (GenerationOptions::prefill_split) strictly inside a whole chunk [a, a + C), that
-// chunk runs twice: {a, a + C, s}, keeping the rows before s, then {s, a + C, a + C}. A row's bits
-// depend only on the tokens up to it and the shape of its call (Decoder::prefill_rows_independent), so
-// rows before s are what any prompt with the same tokens up to s computes in that chunk, whatever
-// follows; the price is a + C - s extra rows when nothing is reused. No split where rows are not
-// independent (sparse MoE), in a padded batch, or in the last, shorter call.
+// A prefill runs one call per DecoderOptions::prefill_call slots, aligned to slot 0 (the last call may
+// be shorter). With a split s (GenerationOptions::prefill_split) strictly inside a call [a, b), that
+// call runs twice: {a, b, s}, keeping the rows before s, then {s, b, b}. A row's bits depend only on the
+// tokens up to it and the shape of its call (Decoder::prefill_rows_independent), so the rows before s
+// are what any prompt with the same tokens up to s computes in that call, whatever follows; the price is
+// b - s extra rows when nothing is reused. No split where rows are not independent (sparse MoE) or in a
+// padded batch.
 struct PrefillCall {
   int64_t begin = 0, end = 0, keep = 0;
   bool operator==(const PrefillCall& o) const { return begin == o.begin && end == o.end && keep == o.keep; }
 };
-// The calls that append slots [first, last) to a cache (chunk 0: one call), split at `split` (-1: none).
-std::vector<PrefillCall> prefill_plan(int64_t first, int64_t last, int64_t chunk, int64_t split = -1);
+// The calls that append slots [first, last) to a cache (call <= 0: one call), split at `split` (-1: none).
+std::vector<PrefillCall> prefill_plan(int64_t first, int64_t last, int64_t call, int64_t split = -1);
 
 // The KV cache of the last prompt, kept for the next one. In a NIAH grid every prompt of one haystack
 // starts with the same haystack tokens up to its needle, so run in order of decreasing needle position
@@ -68,9 +68,9 @@ std::vector<PrefillCall> prefill_plan(int64_t first, int64_t last, int64_t chunk
 // compared in order with the previous prompt's, and a call's kept rows are reused while the call has
 // the same slots, kept at least as far by the previous prompt, over tokens common to both; each reused
 // row was computed by the same operations on the same values as a fresh prefill would compute it. With
-// splits at the needles, that is every row before the needle; without, the whole chunks before it. A
+// splits at the needles, that is every row before the needle; without, the whole calls before it. A
 // row-by-row argument alone would not do: BLAS may round a row differently in a GEMM of another height.
-// Needs prefill_chunk > 0 (with 0, a prompt reuses only an identical previous prefill).
+// With prefill_call <= 0 and no splits, a prompt reuses only an identical previous prefill.
 class PrefixCache {
  public:
   int64_t reused_tokens() const { return m_reused; }      // prefill tokens taken from the cache
@@ -85,9 +85,10 @@ class PrefixCache {
   int64_t m_reused = 0, m_computed = 0;
 };
 
-// Appends ids [B, T] to the cache as one forward call per `prefill_chunk` slots (prefill_plan without a
-// split: chunks aligned to slot 0; one call when prefill_chunk is 0): the prefill of generate_greedy.
-// Peak activations are [B, chunk, max(D, 2 d_ff)] instead of [B, T, ...].
+// Appends ids [B, T] to the cache as one forward call per DecoderOptions::prefill_call slots
+// (prefill_plan without a split: calls aligned to slot 0): the prefill of generate_greedy. Peak
+// activations are [B, call, max(D, 2 d_ff)] and the attention logits [B, H, chunk, T] instead of
+// [B, T, ...] and [B, H, T, T].
 void prefill_in_chunks(const Decoder& decoder, const torch::Tensor& ids, KvCache& cache,
                        const ForwardOptions& options = {});
 

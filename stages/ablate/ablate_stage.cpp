@@ -44,6 +44,7 @@ struct AblateSettings {
   PromptMode prompt_mode = PromptMode::kFaithful;
   int64_t buffer_tokens = 200;
   int64_t prefill_chunk = 128;
+  int64_t prefill_call = 512;
   int64_t decode_batch = 32;
   int64_t tracked_heads = 10;
   NiahDecodeOptions decode;
@@ -68,6 +69,10 @@ AblateSettings read_settings(const pipeline::Config& c) {
   s.prompt_mode = parse_prompt_mode(c.get_string("ablate.prompt_mode"), "[ablate] prompt_mode");
   s.buffer_tokens = c.get_int("ablate.buffer_tokens");
   s.prefill_chunk = c.get_int("ablate.prefill_chunk");
+  s.prefill_call = c.get_int("ablate.prefill_call");
+  RHEAD_CHECK(s.prefill_chunk >= 0 && s.prefill_call >= 0, ConfigError, "[config] ", c.source(),
+              ": [ablate] prefill_chunk and prefill_call: got ", s.prefill_chunk, " and ", s.prefill_call,
+              ", expected >= 0 (0: the whole call / the whole prompt)");
   s.decode_batch = c.get_int("ablate.decode_batch");
   s.tracked_heads = c.get_int("ablate.tracked_heads");
   s.decode.max_new_tokens = c.get_int("ablate.max_new_tokens");
@@ -240,9 +245,11 @@ void AblateStage::declare(pipeline::ConfigSchema& schema) const {
       .optional("ablate.buffer_tokens", KeyType::Int, "200", "tokens kept free for the question")
       .optional("ablate.max_new_tokens", KeyType::Int, "50", "greedy decoding cap")
       .optional("ablate.stop_strings", KeyType::StringList, "\\n", "stop after a token containing one of these")
-      .optional("ablate.prefill_chunk", KeyType::Int, "128",
-                "prefill runs as one forward call per this many tokens (0: one call); also the unit of prefix "
-                "reuse between cells (every mask of one prompt reuses its prefill)")
+      .optional("ablate.prefill_chunk", KeyType::Int, "128", "query rows per attention block inside a prefill call (0: the whole call)")
+      .optional("ablate.prefill_call", KeyType::Int, "512",
+                "prompt tokens per forward call of a prefill (0: the whole prompt); the call holding a needle runs "
+                "twice, so the next prompt reuses every slot before its needle (every mask of one prompt reuses "
+                "its whole prefill)")
       .optional("ablate.decode_batch", KeyType::Int, "32",
                 "head selections of one NIAH prompt decoded together, one KV cache each, at most 2 GiB of them; "
                 "results are bit-identical for any value where decoding is batch invariant (fp32 on CPU), "
@@ -388,7 +395,7 @@ void AblateStage::run(pipeline::StageContext& ctx) {
       int64_t previous_depth = -1;  // of the NIAH prompt before, at this length
       for (auto d = s.depths.rbegin(); d != s.depths.rend(); ++d) {
         for (size_t n = 0; n < needles.size(); ++n) {
-          const NiahCellCost cost = niah_cell_cost(L, s.buffer_tokens, *d, previous_depth, s.prefill_chunk, niah_steps);
+          const NiahCellCost cost = niah_cell_cost(L, s.buffer_tokens, *d, previous_depth, true, s.prefill_call, niah_steps);
           for (size_t sel = 0; sel < selections[m].size(); ++sel) {
             // Every selection after the first reuses the whole prefill: decode steps only.
             add({CellKind::kNiah, m, sel, n, L, *d, 0, 0}, cost.cold,
@@ -424,7 +431,7 @@ void AblateStage::run(pipeline::StageContext& ctx) {
     models::configure_cpu_compute(ctx.threads, /*flush_subnormals=*/true);  // models/cpu_compute.h
     auto it = std::find_if(entries.begin(), entries.end(), [&](const ModelEntry& e) { return e.name == group; });
     prefix = models::PrefixCache();
-    model = load_model(*it, s.prefill_chunk);
+    model = load_model(*it, s.prefill_chunk, s.prefill_call);
     const PromptOptions po = prompt_options_for(*model, s.prompt_mode, s.buffer_tokens, ctx.config.source());
     task_template = po.prompt_template;
     // The masked-NIAH harness repeats the essays until the token count reaches the longest context.

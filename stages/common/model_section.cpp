@@ -59,7 +59,7 @@ std::vector<ModelEntry> read_model_entries(const pipeline::Config& config) {
   return out;
 }
 
-std::unique_ptr<LoadedModel> load_model(const ModelEntry& entry, int64_t prefill_chunk) {
+std::unique_ptr<LoadedModel> load_model(const ModelEntry& entry, int64_t prefill_chunk, int64_t prefill_call) {
   auto m = std::make_unique<LoadedModel>();
   m->entry = entry;
   models::LoadOptions options;
@@ -68,6 +68,7 @@ std::unique_ptr<LoadedModel> load_model(const ModelEntry& entry, int64_t prefill
   models::DecoderOptions dopt;
   dopt.compute_dtype = entry.dtype;
   dopt.prefill_chunk = prefill_chunk;
+  dopt.prefill_call = prefill_call;
   const models::ModelFolder& folder = m->folder;
   m->decoder = std::make_unique<models::Decoder>(
       folder.spec, [&folder](const std::string& name) { return folder.tensor(name); }, dopt);

@@ -48,6 +48,7 @@ struct LoadedModel {
   std::unique_ptr<models::Tokenizer> tokenizer;
 };
 // Loads and validates the folder, builds the decoder (threads set by the caller), loads the tokenizer.
-std::unique_ptr<LoadedModel> load_model(const ModelEntry& entry, int64_t prefill_chunk);
+// prefill_chunk and prefill_call: models::DecoderOptions.
+std::unique_ptr<LoadedModel> load_model(const ModelEntry& entry, int64_t prefill_chunk, int64_t prefill_call);
 
 }  // namespace stages

@@ -152,15 +152,19 @@ void write_niah_cell_attrs(pipeline::store::Group& out, const NiahCellResult& r,
 }
 
 NiahCellCost niah_cell_cost(int64_t context_length, int64_t buffer_tokens, int64_t depth_percent,
-                            int64_t previous_depth_percent, int64_t prefill_chunk, int64_t max_new_tokens) {
+                            int64_t previous_depth_percent, bool reuse_prefix, int64_t prefill_call,
+                            int64_t max_new_tokens) {
   const int64_t prompt = std::max<int64_t>(context_length - buffer_tokens, 1);
   const int64_t needle = depth_percent * prompt / 100;  // about where the needle splits the prefill
-  // The needle's chunk runs whole and again from the needle (models::PrefillCall).
-  const int64_t split_rows = prefill_chunk > 0 && needle % prefill_chunk != 0 ? prefill_chunk - needle % prefill_chunk : 0;
+  // The call holding the needle runs whole and again from the needle (models::PrefillCall).
+  const int64_t call_begin = prefill_call > 0 ? needle / prefill_call * prefill_call : 0;
+  const int64_t call_end = prefill_call > 0 ? std::min(call_begin + prefill_call, prompt) : prompt;
+  const int64_t split_rows = needle > call_begin && needle < call_end ? call_end - needle : 0;
   int64_t computed = prompt + split_rows;
-  if (previous_depth_percent >= 0 && prefill_chunk > 0) {
+  if (reuse_prefix && previous_depth_percent >= 0) {
     const int64_t previous = previous_depth_percent * prompt / 100;
-    computed = previous >= needle ? prompt - needle : prompt - previous / prefill_chunk * prefill_chunk + split_rows;
+    const int64_t previous_calls = prefill_call > 0 ? previous / prefill_call * prefill_call : 0;
+    computed = previous >= needle ? prompt - needle : prompt - previous_calls + split_rows;
   }
   return {pipeline::generation_cost(context_length, prompt + split_rows, max_new_tokens),
           pipeline::generation_cost(context_length, computed, max_new_tokens)};

@@ -83,14 +83,16 @@ void write_niah_cell_attrs(pipeline::store::Group& out, const NiahCellResult& r,
 
 // Sharding estimates for one NIAH cell (pipeline/core/sharding.h, WorkItem::cost and
 // cost_after_previous): a prompt of about context_length - buffer_tokens tokens, then max_new_tokens
-// decode steps. Its needle splits the prefill (models::PrefillCall: the needle's chunk runs whole and
-// again from the needle); after a prompt of the same haystack and length whose needle sat at
-// previous_depth (percent; < 0: none) at or after its own, the prefill reuses every slot before its
-// needle, after a shallower one the whole chunks before that one's needle.
+// decode steps. Its needle splits the prefill (models::PrefillCall: the prefill_call-row call holding
+// the needle runs whole and again from the needle); with reuse_prefix, after a prompt of the same
+// haystack and length whose needle sat at previous_depth (percent; < 0: none) at or after its own, the
+// prefill reuses every slot before its needle, after a shallower one the whole calls before that one's
+// needle.
 struct NiahCellCost {
   double cold = 0, warm = 0;
 };
 NiahCellCost niah_cell_cost(int64_t context_length, int64_t buffer_tokens, int64_t depth_percent,
-                            int64_t previous_depth_percent, int64_t prefill_chunk, int64_t max_new_tokens);
+                            int64_t previous_depth_percent, bool reuse_prefix, int64_t prefill_call,
+                            int64_t max_new_tokens);
 
 }  // namespace stages

@@ -35,6 +35,7 @@ struct GenerateSettings {
   int64_t max_new_tokens = 50;
   std::vector<std::string> stop_strings;
   int64_t prefill_chunk = 128;
+  int64_t prefill_call = 512;
   bool reuse_prefix = true;
   int64_t decode_batch = 32;
   bool argmax_on_bf16_row = false;
@@ -53,6 +54,7 @@ GenerateSettings read_settings(const pipeline::Config& c) {
   s.max_new_tokens = c.get_int("generate.max_new_tokens");
   s.stop_strings = c.get_strings("generate.stop_strings");
   s.prefill_chunk = c.get_int("generate.prefill_chunk");
+  s.prefill_call = c.get_int("generate.prefill_call");
   s.reuse_prefix = c.get_bool("generate.reuse_prefix");
   s.decode_batch = c.get_int("generate.decode_batch");
   s.argmax_on_bf16_row = c.get_bool("generate.argmax_on_bf16_row");
@@ -125,11 +127,16 @@ void GenerateStage::declare(pipeline::ConfigSchema& schema) const {
       .optional("generate.stop_strings", KeyType::StringList, "\\n",
                 "stop after a token whose text contains one of these (the official code stops on newline)")
       .optional("generate.prefill_chunk", KeyType::Int, "128",
-                "prefill runs as one forward call per this many tokens (0: one call); also the unit of "
-                "reuse_prefix. 128 was fastest on CPU (docs/BENCHMARKS.md); GPUs: not measured")
+                "query rows per attention block inside a prefill call (0: the whole call); 128 was fastest on "
+                "CPU (docs/BENCHMARKS.md); GPUs: not measured")
+      .optional("generate.prefill_call", KeyType::Int, "512",
+                "prompt tokens per forward call of a prefill (0: the whole prompt in one call): the projections "
+                "run as one product of this height; the call holding a needle runs twice, whole and from the "
+                "needle, so that the next prompt reuses every slot before its needle. 512 was fastest on CPU "
+                "(docs/BENCHMARKS.md); GPUs: not measured")
       .optional("generate.reuse_prefix", KeyType::Bool, "true",
-                "reuse the previous prompt's KV cache for whole chunks of the common prefix (results are "
-                "bit-identical; false for benchmarks)")
+                "reuse the previous prompt's KV cache up to where the two prompts' prefills part (every slot "
+                "before the needle); results are bit-identical either way (false for benchmarks)")
       .optional("generate.decode_batch", KeyType::Int, "32",
                 "cells of one length decoded together, one KV cache each, at most 2 GiB of them (every "
                 "weight read once per step for all); results are bit-identical for any value where "
@@ -170,7 +177,9 @@ void GenerateStage::validate(const pipeline::StageContext& ctx) const {
   RHEAD_CHECK(s.decode_batch >= 1, ConfigError, "[config] ", c.source(), ": [generate] decode_batch: got ",
               s.decode_batch, ", expected >= 1 (1: one cell at a time)");
   RHEAD_CHECK(s.prefill_chunk >= 0, ConfigError, "[config] ", c.source(), ": [generate] prefill_chunk: got ",
-              s.prefill_chunk, ", expected >= 0 (0: the whole prompt in one call)");
+              s.prefill_chunk, ", expected >= 0 (0: the whole call in one attention block)");
+  RHEAD_CHECK(s.prefill_call >= 0, ConfigError, "[config] ", c.source(), ": [generate] prefill_call: got ",
+              s.prefill_call, ", expected >= 0 (0: the whole prompt in one call)");
 }
 
 void GenerateStage::run(pipeline::StageContext& ctx) {
@@ -197,7 +206,7 @@ void GenerateStage::run(pipeline::StageContext& ctx) {
           GenerateCell cell{m, n, L, d};
           // k > 0: the cell before has the same haystack and length.
           const NiahCellCost cost = niah_cell_cost(L, s.buffer_tokens, d, k > 0 ? grid.back().depth : -1,
-                                                   s.reuse_prefix ? s.prefill_chunk : 0, s.max_new_tokens);
+                                                   s.reuse_prefix, s.prefill_call, s.max_new_tokens);
           pipeline::WorkItem item{cell_id(entries[m].name, cell), entries[m].name, cost.cold};
           if (s.reuse_prefix) item.cost_after_previous = cost.warm;
           item.batch = str_cat("L", L);  // a rank decodes its cells of one length together
@@ -217,7 +226,7 @@ void GenerateStage::run(pipeline::StageContext& ctx) {
                                                 [&](const ModelEntry& e) { return e.name == group; }) -
                                    entries.begin());
     ModelState& state = loaded[group];
-    state.model = load_model(entries[m], s.prefill_chunk);
+    state.model = load_model(entries[m], s.prefill_chunk, s.prefill_call);
     const PromptOptions po = prompt_options_for(*state.model, s.mode, s.buffer_tokens, ctx.config.source());
     for (size_t n = 0; n < needles.size(); ++n) {
       state.builders.push_back(std::make_unique<PromptBuilder>(

@@ -1,7 +1,9 @@
 // bench_decoder: throughput and memory of models::Decoder on CPU (not a test).
 //   bench_decoder [--threads N]            table for contexts 512, 1K, 2K, 4K (one child process
 //                                          per row, so peak RSS is per row)
-//   bench_decoder --one CTX CHUNK DTYPE    one row (used by the table; DTYPE f32 | bf16)
+//   bench_decoder --one CTX CHUNK DTYPE    one row (used by the table; DTYPE f32 | bf16); CHUNK is the
+//                                          attention block, --call N the rows per prefill call
+//                                          (DecoderOptions::prefill_call, default 512)
 //   ... --model DIR                        rows on a Hugging Face folder instead of the random model
 //                                          (bench_generate uses its world's model, so that its table
 //                                          describes one model)
@@ -31,6 +33,8 @@
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+int64_t g_call = models::DecoderOptions{}.prefill_call;  // --call: rows per prefill forward call
 
 double seconds_since(Clock::time_point t0) {
   return std::chrono::duration<double>(Clock::now() - t0).count();
@@ -72,6 +76,7 @@ double matmul_gflops(int64_t n, torch::ScalarType dtype) {
 int run_one(int64_t ctx, int64_t chunk, const std::string& dtype_name, const std::string& model_dir) {
   models::DecoderOptions options;
   options.prefill_chunk = chunk;
+  options.prefill_call = g_call;
   options.compute_dtype = dtype_name == "bf16" ? models::DType::BFloat16 : models::DType::Float32;
   std::optional<models::ModelFolder> folder;
   naive::WeightMap weights;
@@ -156,7 +161,8 @@ struct Row {
 };
 
 bool run_child(const char* self, int threads, int64_t ctx, int64_t chunk, const char* dtype, Row& row) {
-  const std::string cmd = std::string(self) + " --threads " + std::to_string(threads) + " --one " +
+  const std::string cmd = std::string(self) + " --threads " + std::to_string(threads) + " --call " +
+                          std::to_string(g_call) + " --one " +
                           std::to_string(ctx) + " " + std::to_string(chunk) + " " + dtype;
   FILE* pipe = popen(cmd.c_str(), "r");
   if (pipe == nullptr) return false;
@@ -176,6 +182,7 @@ int main(int argc, char** argv) {
     const std::string arg = argv[i];
     if (arg == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
     if (arg == "--model" && i + 1 < argc) model_dir = argv[++i];
+    if (arg == "--call" && i + 1 < argc) g_call = std::atoll(argv[++i]);
   }
   models::configure_cpu_compute(threads, /*flush_subnormals=*/true);
   torch::NoGradGuard no_grad;

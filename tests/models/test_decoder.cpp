@@ -48,6 +48,7 @@ models::Decoder make_decoder(const tiny::Model& m, int64_t chunk,
                              models::DType dtype = models::DType::Float32) {
   models::DecoderOptions options;
   options.prefill_chunk = chunk;
+  options.prefill_call = chunk;  // one attention block per call, as the tests below count reuse in calls
   options.compute_dtype = dtype;
   return models::Decoder(m.spec, m.lookup(), options);
 }
@@ -259,17 +260,19 @@ TEST_P(FamilyTest, PrefixCacheReuseIsBitIdenticalToFreshPrefill) {
   }
 }
 
-TEST(PrefillPlan, ChunksAlignedToSlotZeroWithTheSplitChunkRunTwice) {
+TEST(PrefillPlan, CallsAlignedToSlotZeroWithTheSplitCallRunTwice) {
   using C = models::PrefillCall;
   using Plan = std::vector<C>;
   EXPECT_EQ(models::prefill_plan(0, 20, 8), (Plan{{0, 8, 8}, {8, 16, 16}, {16, 20, 20}}));
   EXPECT_EQ(models::prefill_plan(0, 20, 8, 11), (Plan{{0, 8, 8}, {8, 16, 11}, {11, 16, 16}, {16, 20, 20}}));
   EXPECT_EQ(models::prefill_plan(5, 20, 8), (Plan{{5, 8, 8}, {8, 16, 16}, {16, 20, 20}}));
-  // No split on a chunk boundary, in the last (shorter) call, in a call that starts mid-chunk, with chunk 0.
+  EXPECT_EQ(models::prefill_plan(0, 20, 8, 18), (Plan{{0, 8, 8}, {8, 16, 16}, {16, 20, 18}, {18, 20, 20}}));
+  EXPECT_EQ(models::prefill_plan(5, 20, 8, 6), (Plan{{5, 8, 6}, {6, 8, 8}, {8, 16, 16}, {16, 20, 20}}));
+  EXPECT_EQ(models::prefill_plan(0, 20, 0, 11), (Plan{{0, 20, 11}, {11, 20, 20}}));
+  // No split on a call boundary or outside the slots.
   EXPECT_EQ(models::prefill_plan(0, 20, 8, 16), models::prefill_plan(0, 20, 8));
-  EXPECT_EQ(models::prefill_plan(0, 20, 8, 18), models::prefill_plan(0, 20, 8));
-  EXPECT_EQ(models::prefill_plan(5, 20, 8, 6), models::prefill_plan(5, 20, 8));
-  EXPECT_EQ(models::prefill_plan(0, 20, 0, 11), (Plan{{0, 20, 20}}));
+  EXPECT_EQ(models::prefill_plan(0, 20, 8, 0), models::prefill_plan(0, 20, 8));
+  EXPECT_EQ(models::prefill_plan(0, 20, 8, 20), models::prefill_plan(0, 20, 8));
   EXPECT_TRUE(models::prefill_plan(7, 7, 8, 3).empty());
 }
 
@@ -277,31 +280,34 @@ TEST_P(FamilyTest, PrefixCacheReusesRowsUpToTheSplit) {
   // NIAH-like prompts: 381 tokens of one haystack with a 3-token needle (ids from the other half of the
   // vocabulary, a different first token each) spliced in at `split`, the split passed as the hint.
   // Through one prefix cache every result must be bit for bit the fresh prefill's with the same hint,
-  // and the reused slots must be the hand-worked ones (chunk 64, calls per models::prefill_plan; chunks
-  // over 32 rows, so that projections and attention run as GEMMs whose rows depend on the height).
+  // and the reused slots must be the hand-worked ones (calls of 64 rows per models::prefill_plan, over
+  // 32 rows so that the projections run as GEMMs whose rows depend on the height; attention blocks of 16).
   const auto m = tiny::make_model(GetParam());
   const int64_t V = m.spec.vocab_size;
   const auto hay = random_prompt(384, V / 2, 61);
   struct Case {
     int64_t split;     // the needle's position, and the hint
     int needle;
-    int64_t reused_dense, reused_moe;  // expected reused slots (dense: split chunks; moe: whole chunks)
+    int64_t reused_dense, reused_moe;  // expected reused slots (dense: split calls; moe: whole calls)
   };
   const std::vector<Case> cases = {
       {296, 0, 0, 0},      // cold: [0,64) .. [192,256), {256,320,296}, {296,320,320}, [320,383)
-      {280, 1, 280, 256},  // {256,320,280} against {256,320,296}: rows up to 280 (moe: whole chunks)
+      {280, 1, 280, 256},  // {256,320,280} against {256,320,296}: rows up to 280 (moe: whole calls)
       {280, 2, 280, 256},  // same split, other needle: {256,320,280} again, {280,320,320} not (tokens)
-      {160, 3, 160, 128},  // a shallower chunk
+      {160, 3, 160, 128},  // a shallower call
       {192, 4, 128, 128},  // deeper after shallower, on a boundary: {128,192,192} was kept only to 160
-      {40, 5, 40, 0},      // inside the first chunk
+      {40, 5, 40, 0},      // inside the first call
       {240, 6, 0, 0},      // deeper again: {0,64,64} was kept only to 40
       {240, 6, 383, 383},  // the same prompt again (ablate's head selections): every call
       {-248, 6, 192, 383}, // the same tokens, hinted at 248: {192,256,248} was kept only to 240 (moe:
                            // no splits, so the same calls as before)
-      {352, 7, 192, 192},  // a split in the last, shorter call is not one: the chunks before 240's
+      {352, 7, 192, 192},  // a split in the last, shorter call; reused: the calls before 240's
   };
   const bool dense = GetParam() != "mixtral";
-  auto dec = make_decoder(m, 64);
+  models::DecoderOptions options;
+  options.prefill_call = 64;
+  options.prefill_chunk = 16;  // attention in blocks inside each call
+  const models::Decoder dec(m.spec, m.lookup(), options);
   EXPECT_EQ(dec.prefill_rows_independent(), dense);
   models::PrefixCache prefix;
   int64_t expect_reused = 0;

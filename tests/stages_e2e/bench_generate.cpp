@@ -1,6 +1,6 @@
 // bench_generate: the issue-10 benchmark table, one model, one run (not a test).
 //   bench_generate [--hidden 512] [--layers 8] [--heads 8] [--lengths 512,1024,2048,4096,8192]
-//                  [--sweep 1000,4000] [--cells 20] [--chunk 128] [--dtype f32|bf16] [--no-baseline]
+//                  [--sweep 1000,4000] [--cells 20] [--chunk 128] [--call 512] [--dtype f32|bf16] [--no-baseline]
 //                  [--python /usr/bin/python3]
 // Model: the tiny world's random Llama-family model (tiny_world.h) at the given size (GQA, heads / 2
 // KV heads, d_ff 2 x hidden; fp32, or --dtype bf16: stored and computed in bf16 as real checkpoints),
@@ -57,6 +57,8 @@ double matmul_gflops(int64_t n, torch::ScalarType dtype) {
   return 2.0 * static_cast<double>(n * n * n) * reps / best / 1e9;
 }
 
+int g_call = 512;  // --call: prefill rows per forward call ([generate] prefill_call); --chunk: attention block
+
 struct DecoderRow {
   bool ok = false;
   double t_prefill = 0, gflops = 0, t_plain = 0, t_capture = 0, t_full = 0, rss_base = 0, peak_prefill = 0,
@@ -65,8 +67,9 @@ struct DecoderRow {
 
 DecoderRow decoder_row(const fs::path& model, int ctx, int chunk, const std::string& dtype_name) {
   DecoderRow r;
-  auto out = test_support::run_command(std::string(RHEAD_BENCH_DECODER) + " --threads 2 --model " + model.string() +
-                                           " --one " + std::to_string(ctx) + " " + std::to_string(chunk) + " " + dtype_name,
+  auto out = test_support::run_command(std::string(RHEAD_BENCH_DECODER) + " --threads 2 --call " + std::to_string(g_call) +
+                                           " --model " + model.string() + " --one " + std::to_string(ctx) + " " +
+                                           std::to_string(chunk) + " " + dtype_name,
                                        3600);
   long long c = 0, chunk_read = 0;
   char dtype[8] = {};
@@ -98,7 +101,8 @@ double run_sweep(const fs::path& dir, int length, int ranks, int threads, int ce
                     "\n[generate]\nneedles = " + (dir / "needles.jsonl").string() +
                     "\nhaystack = " + (dir / "haystack").string() +
                     "\nhaystack_per_needle = false\nprompt_mode = fixed\nmax_new_tokens = 20\nreuse_prefix = " +
-                    (reuse_prefix ? "true" : "false") + "\nprefill_chunk = " + std::to_string(chunk) + "\nlengths = " +
+                    (reuse_prefix ? "true" : "false") + "\nprefill_chunk = " + std::to_string(chunk) +
+                    "\nprefill_call = " + std::to_string(g_call) + "\nlengths = " +
                     std::to_string(length) + "\ndepths = linspace(0, 100, " + std::to_string((cells + 1) / 2) +
                     ")\n[score]\nsuccess_threshold = 0\n";  // random weights: keep every overlapping test
   fs::path job_file = dir / "bench.ini";
@@ -136,6 +140,7 @@ int main(int argc, char** argv) {
     else if (a == "--heads") heads = std::atoi(next().c_str());
     else if (a == "--cells") cells = std::atoi(next().c_str());
     else if (a == "--chunk") chunk = std::atoi(next().c_str());
+    else if (a == "--call") g_call = std::atoi(next().c_str());
     else if (a == "--dtype") dtype = next();
     else if (a == "--lengths") lengths = int_list(next());
     else if (a == "--sweep") sweep = int_list(next());
@@ -157,8 +162,8 @@ int main(int argc, char** argv) {
   // by the baseline alike; the peak is the bf16 matrix-product rate.
   test_support::write_world(dir.path(), hidden, layers, heads, "llama", bf16);
   const double peak = matmul_gflops(2048, bf16 ? torch::kBFloat16 : torch::kFloat32);
-  std::printf("model: llama, hidden %d, %d layers, %d heads (%d kv), d_ff %d, %s; 2 threads; prefill chunk %d\n",
-              hidden, layers, heads, heads / 2, 2 * hidden, dtype.c_str(), chunk);
+  std::printf("model: llama, hidden %d, %d layers, %d heads (%d kv), d_ff %d, %s; 2 threads; prefill calls of %d rows, attention blocks of %d\n",
+              hidden, layers, heads, heads / 2, 2 * hidden, dtype.c_str(), g_call, chunk);
   std::printf("matrix-product rate (%s 2048^3, best of 3, this run): %.1f GFLOP/s\n", dtype.c_str(), peak);
   // OpenBLAS picks its kernels by CPU unless this is set (the project machine sets Haswell, AVX2 kernels, on
   // an AVX-512 CPU: docs/BENCHMARKS.md). Every fp32 column depends on it, the baseline's too.
