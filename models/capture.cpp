@@ -1,8 +1,8 @@
 #include "models/capture.h"
 
 #include <algorithm>
-#include <cmath>
 
+#include "models/row_projection.h"
 #include "pipeline/core/error.h"
 
 namespace models {
@@ -105,18 +105,7 @@ void AttentionCapture::record_on_host(int64_t layer, const torch::Tensor& probs,
     const int64_t offset = key_begin - pad_of[b];  // slot index -> position
     for (int64_t h = 0; h < n_head; ++h) {
       const float* row = p + (b * n_head + h) * n_key;
-      if (m_options.argmax) {
-        // torch::argmax's rule: the first maximum, and a NaN counts as the maximum.
-        int64_t best = 0;
-        for (int64_t k = 0; k < n_key; ++k) {
-          if (std::isnan(row[k])) {
-            best = k;
-            break;
-          }
-          if (row[k] > row[best]) best = k;
-        }
-        argmax[at(b, h)] = best + offset;
-      }
+      if (m_options.argmax) argmax[at(b, h)] = row_argmax(row, n_key) + offset;  // torch::argmax's rule
       if (span_mass != nullptr) {
         const auto [begin, end] = m_options.spans[static_cast<size_t>(b)];
         double mass = 0;  // keys at positions [begin, end): slots [begin - offset, end - offset)

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace models {
 namespace {
@@ -110,7 +111,50 @@ __attribute__((target("avx2,fma"))) void combine_avx2(const float* p, const floa
   for (int c = 0; c < C; ++c) _mm256_storeu_ps(y + 8 * c, acc[c]);
 }
 
+int64_t argmax_portable(const float* row, int64_t n) {
+  int64_t best = 0;
+  for (int64_t k = 0; k < n; ++k) {
+    if (std::isnan(row[k])) return k;
+    if (row[k] > row[best]) best = k;
+  }
+  return best;
+}
+
+__attribute__((target("avx2"))) int64_t argmax_avx2(const float* row, int64_t n) {
+  const int64_t n8 = n / 8 * 8;
+  __m256 top = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+  __m256 nan = _mm256_setzero_ps();
+  for (int64_t k = 0; k < n8; k += 8) {
+    const __m256 v = _mm256_loadu_ps(row + k);
+    nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    top = _mm256_max_ps(top, v);
+  }
+  if (_mm256_movemask_ps(nan) != 0) return argmax_portable(row, n);
+  float lanes[8];
+  _mm256_storeu_ps(lanes, top);
+  float m = lanes[0];
+  for (int i = 1; i < 8; ++i) m = std::max(m, lanes[i]);
+  for (int64_t k = n8; k < n; ++k) {
+    if (std::isnan(row[k])) return argmax_portable(row, n);  // a NaN in the tail: the scalar rule decides
+    m = std::max(m, row[k]);
+  }
+  const __m256 mv = _mm256_set1_ps(m);
+  for (int64_t k = 0; k < n8; k += 8) {
+    const int mask = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(row + k), mv, _CMP_EQ_OQ));
+    if (mask != 0) return k + __builtin_ctz(static_cast<unsigned>(mask));
+  }
+  for (int64_t k = n8; k < n; ++k) {
+    if (row[k] == m) return k;
+  }
+  return 0;  // all -inf: element 0, as the scalar rule
+}
+
 }  // namespace
+
+int64_t row_argmax(const float* row, int64_t n) {
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  return avx2 ? argmax_avx2(row, n) : argmax_portable(row, n);
+}
 
 void row_combination(const float* p, int64_t m, const float* v, int64_t t, int64_t d, float* y) {
   static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");

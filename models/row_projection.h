@@ -29,4 +29,10 @@ void row_projection(const float* x, int64_t m, const float* w, int64_t n, int64_
 // step calls it once per KV head, on a few hundred KiB.
 void row_combination(const float* p, int64_t m, const float* v, int64_t t, int64_t d, float* y);
 
+// The index of the first maximum of row[0, n), n >= 1, by torch::argmax's rule (a NaN counts as the
+// maximum: the first NaN wins): the capture's per-head argmax of a decode step's attention row. AVX2
+// when the CPU has it (a max pass, then a search for the first element equal to it), else one scalar
+// pass; the same index either way (no arithmetic, only comparisons).
+int64_t row_argmax(const float* row, int64_t n);
+
 }  // namespace models

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <limits>
 #include <random>
 
 #include "models/decoder.h"
@@ -258,6 +259,34 @@ TEST_P(FamilyTest, PrefixCacheReuseIsBitIdenticalToFreshPrefill) {
       EXPECT_GT(prefix.reused_tokens(), 100) << "chunk " << chunk;
     }
   }
+}
+
+TEST(RowArgmax, FirstMaximumAndFirstNanAsTorchArgmax) {
+  // Rows of every length 1..40 (vector body and tail) with ties, +-0, -inf, all -inf and NaNs placed in
+  // the body and in the tail; the expected index is torch::argmax's on the same row.
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int> level(0, 3);  // few distinct values: many ties
+  const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();
+  int64_t checked = 0;
+  for (int64_t n = 1; n <= 40; ++n) {
+    for (int variant = 0; variant < 8; ++variant) {
+      std::vector<float> row(static_cast<size_t>(n));
+      for (auto& x : row) x = static_cast<float>(level(rng)) * 0.25f;
+      if (variant == 1) std::fill(row.begin(), row.end(), -inf);
+      if (variant == 2) row[static_cast<size_t>(n / 2)] = nan;
+      if (variant == 3) row.back() = nan;
+      if (variant == 4) {
+        row.front() = -0.0f;
+        for (size_t i = 1; i < row.size(); ++i) row[i] = i % 2 ? 0.0f : -inf;
+      }
+      if (variant == 5 && n > 3) row[static_cast<size_t>(n - 2)] = nan, row[1] = nan;
+      if (variant == 6) row[static_cast<size_t>(rng() % n)] = inf;
+      const auto t = torch::from_blob(row.data(), {n}, torch::kFloat32);
+      EXPECT_EQ(models::row_argmax(row.data(), n), t.argmax().item<int64_t>()) << "n " << n << " variant " << variant;
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, 320);
 }
 
 TEST(PrefillPlan, CallsAlignedToSlotZeroWithTheSplitCallRunTwice) {
