@@ -22,6 +22,15 @@ double generation_cost(int64_t context_length, int64_t prefill_tokens, int64_t d
   return tokens * per_token;
 }
 
+double generation_range_cost(int64_t first, int64_t last, int64_t decode_steps, double quadratic_crossover) {
+  constexpr double kDecodeStepInPrefillTokens = 14.0;  // as generation_cost
+  const double a = static_cast<double>(std::max<int64_t>(first, 0));
+  const double b = std::max(a, static_cast<double>(last));
+  const double rows = (b - a) + (a + b - 1.0) * (b - a) / quadratic_crossover;  // sum of 1 + 2p/c over [a, b)
+  return rows + kDecodeStepInPrefillTokens * static_cast<double>(std::max<int64_t>(decode_steps, 0)) *
+                    (1.0 + std::max(b, 1.0) / quadratic_crossover);
+}
+
 namespace {
 
 bool is_chained(const std::vector<WorkItem>& items, const std::vector<size_t>& indices) {

@@ -391,15 +391,17 @@ void AblateStage::run(pipeline::StageContext& ctx) {
   // (models::PrefixCache).
   const int64_t niah_steps = s.decode.max_new_tokens, task_steps = s.task_decode.max_new_tokens;
   for (size_t m = 0; m < entries.size(); ++m) {
+    const double crossover = attention_crossover(read_model_shapes(entries[m]).spec);
     for (int64_t L : s.lengths) {
       int64_t previous_depth = -1;  // of the NIAH prompt before, at this length
       for (auto d = s.depths.rbegin(); d != s.depths.rend(); ++d) {
         for (size_t n = 0; n < needles.size(); ++n) {
-          const NiahCellCost cost = niah_cell_cost(L, s.buffer_tokens, *d, previous_depth, true, s.prefill_call, niah_steps);
+          const NiahCellCost cost = niah_cell_cost(L, s.buffer_tokens, *d, previous_depth, true, s.prefill_call, niah_steps,
+                                                   crossover);
           for (size_t sel = 0; sel < selections[m].size(); ++sel) {
             // Every selection after the first reuses the whole prefill: decode steps only.
             add({CellKind::kNiah, m, sel, n, L, *d, 0, 0}, cost.cold,
-                sel > 0 ? pipeline::generation_cost(L, 0, niah_steps) : cost.warm);
+                sel > 0 ? pipeline::generation_cost(L, 0, niah_steps, crossover) : cost.warm);
             items.back().batch = str_cat("L", L, ".D", *d, ".n", n);  // the selections of one prompt
           }
           previous_depth = *d;
@@ -411,8 +413,9 @@ void AblateStage::run(pipeline::StageContext& ctx) {
         // A balance estimate only (the tokenizer is not loaded yet): ~4 characters per prompt token.
         const auto approx_tokens = static_cast<int64_t>(task_user_text(task_items[t][i]).size() / 4);
         for (size_t sel = 0; sel < selections[m].size(); ++sel) {
-          add({CellKind::kTask, m, sel, 0, 0, 0, t, i}, pipeline::generation_cost(approx_tokens, approx_tokens, task_steps),
-              pipeline::generation_cost(approx_tokens, sel > 0 ? 0 : approx_tokens, task_steps));
+          add({CellKind::kTask, m, sel, 0, 0, 0, t, i},
+              pipeline::generation_cost(approx_tokens, approx_tokens, task_steps, crossover),
+              pipeline::generation_cost(approx_tokens, sel > 0 ? 0 : approx_tokens, task_steps, crossover));
         }
       }
     }

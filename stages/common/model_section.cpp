@@ -59,6 +59,13 @@ std::vector<ModelEntry> read_model_entries(const pipeline::Config& config) {
   return out;
 }
 
+models::ModelFolder read_model_shapes(const ModelEntry& entry) {
+  models::LoadOptions options;
+  if (entry.family != "auto") options.family = entry.family;
+  options.validate = false;
+  return models::load_model_folder(entry.path, options);
+}
+
 std::unique_ptr<LoadedModel> load_model(const ModelEntry& entry, int64_t prefill_chunk, int64_t prefill_call) {
   auto m = std::make_unique<LoadedModel>();
   m->entry = entry;

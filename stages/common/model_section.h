@@ -51,4 +51,8 @@ struct LoadedModel {
 // prefill_chunk and prefill_call: models::DecoderOptions.
 std::unique_ptr<LoadedModel> load_model(const ModelEntry& entry, int64_t prefill_chunk, int64_t prefill_call);
 
+// The folder's config.json (family resolved, tensors not checked): shapes for planning and store
+// headers on ranks that do not load the model.
+models::ModelFolder read_model_shapes(const ModelEntry& entry);
+
 }  // namespace stages

@@ -151,23 +151,35 @@ void write_niah_cell_attrs(pipeline::store::Group& out, const NiahCellResult& r,
   out.set_attr("rouge1_recall", r.rouge1_recall);
 }
 
+double attention_crossover(const models::ModelSpec& spec) {
+  const double d = static_cast<double>(spec.hidden_size);
+  const double attention = static_cast<double>(2 * spec.q_dim() + 2 * spec.kv_dim()) * d;  // q, k, v, o
+  const double experts = spec.mlp == models::MlpKind::SparseMoe ? static_cast<double>(spec.n_expert_used) : 1.0;
+  const double mlp = 3.0 * static_cast<double>(spec.intermediate_size) * d * experts;
+  // Per layer and token: 2 (attention + mlp) FLOPs of projections, 4 q_dim p of attention at position p.
+  return std::max(1.0, (attention + mlp) / (2.0 * static_cast<double>(spec.q_dim())));
+}
+
 NiahCellCost niah_cell_cost(int64_t context_length, int64_t buffer_tokens, int64_t depth_percent,
                             int64_t previous_depth_percent, bool reuse_prefix, int64_t prefill_call,
-                            int64_t max_new_tokens) {
+                            int64_t max_new_tokens, double quadratic_crossover) {
   const int64_t prompt = std::max<int64_t>(context_length - buffer_tokens, 1);
   const int64_t needle = depth_percent * prompt / 100;  // about where the needle splits the prefill
   // The call holding the needle runs whole and again from the needle (models::PrefillCall).
   const int64_t call_begin = prefill_call > 0 ? needle / prefill_call * prefill_call : 0;
   const int64_t call_end = prefill_call > 0 ? std::min(call_begin + prefill_call, prompt) : prompt;
-  const int64_t split_rows = needle > call_begin && needle < call_end ? call_end - needle : 0;
-  int64_t computed = prompt + split_rows;
+  const bool split = needle > call_begin && needle < call_end;
+  const auto cost = [&](int64_t first) {  // rows [first, prompt), the split call's rows again, then decode
+    double c = pipeline::generation_range_cost(first, prompt, max_new_tokens, quadratic_crossover);
+    if (split && first < needle) c += pipeline::generation_range_cost(needle, call_end, 0, quadratic_crossover);
+    return c;
+  };
+  double warm = cost(0);
   if (reuse_prefix && previous_depth_percent >= 0) {
     const int64_t previous = previous_depth_percent * prompt / 100;
-    const int64_t previous_calls = prefill_call > 0 ? previous / prefill_call * prefill_call : 0;
-    computed = previous >= needle ? prompt - needle : prompt - previous_calls + split_rows;
+    warm = previous >= needle ? cost(needle) : cost(prefill_call > 0 ? previous / prefill_call * prefill_call : 0);
   }
-  return {pipeline::generation_cost(context_length, prompt + split_rows, max_new_tokens),
-          pipeline::generation_cost(context_length, computed, max_new_tokens)};
+  return {cost(0), warm};
 }
 
 }  // namespace stages

@@ -86,13 +86,20 @@ void write_niah_cell_attrs(pipeline::store::Group& out, const NiahCellResult& r,
 // decode steps. Its needle splits the prefill (models::PrefillCall: the prefill_call-row call holding
 // the needle runs whole and again from the needle); with reuse_prefix, after a prompt of the same
 // haystack and length whose needle sat at previous_depth (percent; < 0: none) at or after its own, the
-// prefill reuses every slot before its needle, after a shallower one the whole calls before that one's
-// needle.
+// prefill computes only the rows from its needle on, after a shallower one from the whole calls before
+// that one's needle. Rows are weighted by their position (pipeline::generation_range_cost): rows near
+// the end of a long prompt attend to more keys, so a deep needle's short prefill costs more per row.
 struct NiahCellCost {
   double cold = 0, warm = 0;
 };
 NiahCellCost niah_cell_cost(int64_t context_length, int64_t buffer_tokens, int64_t depth_percent,
                             int64_t previous_depth_percent, bool reuse_prefix, int64_t prefill_call,
-                            int64_t max_new_tokens);
+                            int64_t max_new_tokens, double quadratic_crossover);
+
+// The position at which a token's attention FLOPs (4 q_dim p per layer) equal its projections' (twice
+// the q, k, v, o and MLP weights per layer; active experts only): the quadratic_crossover of
+// pipeline::generation_range_cost for this model: 2304 for the benchmark's hidden-512 model, 24704 for
+// Llama-2-7B.
+double attention_crossover(const models::ModelSpec& spec);
 
 }  // namespace stages

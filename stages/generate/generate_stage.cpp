@@ -198,6 +198,7 @@ void GenerateStage::run(pipeline::StageContext& ctx) {
   const size_t n_needles = needles.size();
   const size_t n_depths = s.depths.size();
   for (size_t m = 0; m < entries.size(); ++m) {
+    const double crossover = attention_crossover(read_model_shapes(entries[m]).spec);
     for (size_t outer = 0; outer < (s.haystack_per_needle ? n_needles : 1); ++outer) {
       for (int64_t L : s.lengths) {
         for (size_t k = 0; k < (s.haystack_per_needle ? 1 : n_needles) * n_depths; ++k) {
@@ -206,7 +207,7 @@ void GenerateStage::run(pipeline::StageContext& ctx) {
           GenerateCell cell{m, n, L, d};
           // k > 0: the cell before has the same haystack and length.
           const NiahCellCost cost = niah_cell_cost(L, s.buffer_tokens, d, k > 0 ? grid.back().depth : -1,
-                                                   s.reuse_prefix, s.prefill_call, s.max_new_tokens);
+                                                   s.reuse_prefix, s.prefill_call, s.max_new_tokens, crossover);
           pipeline::WorkItem item{cell_id(entries[m].name, cell), entries[m].name, cost.cold};
           if (s.reuse_prefix) item.cost_after_previous = cost.warm;
           item.batch = str_cat("L", L);  // a rank decodes its cells of one length together
@@ -286,10 +287,7 @@ void GenerateStage::run(pipeline::StageContext& ctx) {
   pipeline::store::Group cells = ctx.output->root().open_group("cells");
   for (size_t m = 0; m < entries.size(); ++m) {
     // Shapes come from config.json alone (rank 0 may not have loaded this model).
-    models::LoadOptions lo;
-    if (entries[m].family != "auto") lo.family = entries[m].family;
-    lo.validate = false;
-    models::ModelFolder folder = models::load_model_folder(entries[m].path, lo);
+    const models::ModelFolder folder = read_model_shapes(entries[m]);
     pipeline::store::Group g = models_group.create_group(entries[m].name);
     g.set_attr("path", fs::absolute(entries[m].path).string());
     g.set_attr("family", folder.spec.family);

@@ -204,3 +204,16 @@ TEST(Sharding, GenerationCostMatchesCellCostAndCountsDecodeSteps) {
   EXPECT_GT(pipeline::generation_cost(4000, 100, 20), pipeline::generation_cost(4000, 100, 0));
   EXPECT_LT(pipeline::generation_cost(4000, 100, 20), pipeline::generation_cost(4000, 4000, 20));
 }
+
+TEST(Sharding, RangeCostWeighsRowsByPosition) {
+  // A whole prefill costs what generation_cost says (sum of 1 + 2p/c over [0, n): n + n (n - 1) / c).
+  EXPECT_NEAR(pipeline::generation_range_cost(0, 4000, 20, 2000.0), pipeline::generation_cost(4000, 4000, 20, 2000.0),
+              4000.0 / 2000.0 + 1e-9);
+  // Hand-worked: rows [10, 13) at c = 100 cost (1 + .2) + (1 + .22) + (1 + .24) = 3.66; a decode step at
+  // context 13 costs 14 (1 + .13).
+  EXPECT_NEAR(pipeline::generation_range_cost(10, 13, 0, 100.0), 3.66, 1e-12);
+  EXPECT_NEAR(pipeline::generation_range_cost(10, 13, 1, 100.0), 3.66 + 14 * 1.13, 1e-12);
+  // The last 500 rows of a 4K prompt cost more than its first 500 (they attend to more keys).
+  EXPECT_GT(pipeline::generation_range_cost(3500, 4000, 0, 2304.0), 2 * pipeline::generation_range_cost(0, 500, 0, 2304.0));
+  EXPECT_DOUBLE_EQ(pipeline::generation_range_cost(50, 50, 0), 0.0);
+}
