@@ -80,7 +80,7 @@ class Decoder {
   // the call's height and position, not on the other rows of the call (causal attention masks later
   // keys with exact zeros; each projection row is its own dot products). False for sparse MoE: tokens
   // are grouped per expert, so the height of an expert's product depends on where the other rows went.
-  // models/generation.h relies on it to split a prefill chunk at a prompt's divergence point.
+  // models/generation.h relies on it to split a prefill call at a prompt's divergence point.
   bool prefill_rows_independent() const { return m_spec.mlp != MlpKind::SparseMoe; }
 
  private:

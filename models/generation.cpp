@@ -90,8 +90,11 @@ Prefilled PrefillPrompts::run(const Decoder& decoder, const std::vector<std::vec
   KvCache& cache = reuse ? *reuse->m_cache : local;
   // The prefill's calls (prefill_plan), the same whether reused or not, so a slot's bits never depend on
   // the prompt before; a split call keeps only rows whose bits do not depend on what follows.
-  const int64_t split = batch == 1 && decoder.prefill_rows_independent() ? options.prefill_split : -1;
-  const std::vector<PrefillCall> plan = prefill_plan(0, n_prefill, decoder.options().prefill_call, split);
+  // A prompt without a split reuses whole calls only, so its calls stay at prefill_chunk rows: a
+  // shallower prompt then recomputes at most one such call before its needle, as before prefill_call.
+  const bool splits = batch == 1 && decoder.prefill_rows_independent() && options.prefill_split >= 0;
+  const int64_t call = splits ? decoder.options().prefill_call : decoder.options().prefill_chunk;
+  const std::vector<PrefillCall> plan = prefill_plan(0, n_prefill, call, splits ? options.prefill_split : -1);
   size_t first_call = 0;  // plan[0, first_call) is reused from the previous prompt
   int64_t n_kept = 0;     // its slots
   if (reuse != nullptr) {

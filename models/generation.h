@@ -48,12 +48,13 @@ struct GenerationResult {
 
 // One forward call of a prefill: slots [begin, end) are computed, the cache keeps [begin, keep).
 // A prefill runs one call per DecoderOptions::prefill_call slots, aligned to slot 0 (the last call may
-// be shorter). With a split s (GenerationOptions::prefill_split) strictly inside a call [a, b), that
+// be shorter); a prompt without a split (below) runs calls of prefill_chunk slots, since it can only
+// reuse whole calls. With a split s (GenerationOptions::prefill_split) strictly inside a call [a, b), that
 // call runs twice: {a, b, s}, keeping the rows before s, then {s, b, b}. A row's bits depend only on the
 // tokens up to it and the shape of its call (Decoder::prefill_rows_independent), so the rows before s
 // are what any prompt with the same tokens up to s computes in that call, whatever follows; the price is
 // b - s extra rows when nothing is reused. No split where rows are not independent (sparse MoE) or in a
-// padded batch.
+// padded batch. (prefill_in_chunks below always runs calls of prefill_call slots.)
 struct PrefillCall {
   int64_t begin = 0, end = 0, keep = 0;
   bool operator==(const PrefillCall& o) const { return begin == o.begin && end == o.end && keep == o.keep; }

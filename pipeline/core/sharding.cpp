@@ -8,6 +8,10 @@
 
 namespace pipeline {
 
+namespace {
+constexpr double kDecodeStepInPrefillTokens = 14.0;  // CPU, docs/BENCHMARKS.md (see generation_cost in the header)
+}  // namespace
+
 double cell_cost(int64_t context_length, double quadratic_crossover) {
   double n = static_cast<double>(std::max<int64_t>(context_length, 1));
   return n + n * n / quadratic_crossover;
@@ -15,7 +19,6 @@ double cell_cost(int64_t context_length, double quadratic_crossover) {
 
 double generation_cost(int64_t context_length, int64_t prefill_tokens, int64_t decode_steps,
                        double quadratic_crossover) {
-  constexpr double kDecodeStepInPrefillTokens = 14.0;  // CPU, docs/BENCHMARKS.md (see the header)
   const double per_token = 1.0 + static_cast<double>(std::max<int64_t>(context_length, 1)) / quadratic_crossover;
   const double tokens = static_cast<double>(std::max<int64_t>(prefill_tokens, 0)) +
                         kDecodeStepInPrefillTokens * static_cast<double>(std::max<int64_t>(decode_steps, 0));
@@ -23,7 +26,6 @@ double generation_cost(int64_t context_length, int64_t prefill_tokens, int64_t d
 }
 
 double generation_range_cost(int64_t first, int64_t last, int64_t decode_steps, double quadratic_crossover) {
-  constexpr double kDecodeStepInPrefillTokens = 14.0;  // as generation_cost
   const double a = static_cast<double>(std::max<int64_t>(first, 0));
   const double b = std::max(a, static_cast<double>(last));
   const double rows = (b - a) + (a + b - 1.0) * (b - a) / quadratic_crossover;  // sum of 1 + 2p/c over [a, b)

@@ -247,9 +247,9 @@ void AblateStage::declare(pipeline::ConfigSchema& schema) const {
       .optional("ablate.stop_strings", KeyType::StringList, "\\n", "stop after a token containing one of these")
       .optional("ablate.prefill_chunk", KeyType::Int, "128", "query rows per attention block inside a prefill call (0: the whole call)")
       .optional("ablate.prefill_call", KeyType::Int, "512",
-                "prompt tokens per forward call of a prefill (0: the whole prompt); the call holding a needle runs "
-                "twice, so the next prompt reuses every slot before its needle (every mask of one prompt reuses "
-                "its whole prefill)")
+                "prompt tokens per forward call of a fixed-mode prefill (0: the whole prompt); the call holding the "
+                "needle runs twice, so the next prompt reuses every slot before its needle (faithful prompts: calls "
+                "of prefill_chunk tokens; every mask of one prompt reuses its whole prefill either way)")
       .optional("ablate.decode_batch", KeyType::Int, "32",
                 "head selections of one NIAH prompt decoded together, one KV cache each, at most 2 GiB of them; "
                 "results are bit-identical for any value where decoding is batch invariant (fp32 on CPU), "
@@ -390,14 +390,16 @@ void AblateStage::run(pipeline::StageContext& ctx) {
   // turns at each depth, so a prompt reuses the haystack before its needle from the one before
   // (models::PrefixCache).
   const int64_t niah_steps = s.decode.max_new_tokens, task_steps = s.task_decode.max_new_tokens;
+  const bool split_at_needle = s.prompt_mode == PromptMode::kFixed;  // as in generate
+  const int64_t call = split_at_needle ? s.prefill_call : s.prefill_chunk;
   for (size_t m = 0; m < entries.size(); ++m) {
     const double crossover = attention_crossover(read_model_shapes(entries[m]).spec);
     for (int64_t L : s.lengths) {
       int64_t previous_depth = -1;  // of the NIAH prompt before, at this length
       for (auto d = s.depths.rbegin(); d != s.depths.rend(); ++d) {
         for (size_t n = 0; n < needles.size(); ++n) {
-          const NiahCellCost cost = niah_cell_cost(L, s.buffer_tokens, *d, previous_depth, true, s.prefill_call, niah_steps,
-                                                   crossover);
+          const NiahCellCost cost = niah_cell_cost(L, s.buffer_tokens, *d, previous_depth, true, split_at_needle, call,
+                                                   niah_steps, crossover);
           for (size_t sel = 0; sel < selections[m].size(); ++sel) {
             // Every selection after the first reuses the whole prefill: decode steps only.
             add({CellKind::kNiah, m, sel, n, L, *d, 0, 0}, cost.cold,

@@ -105,7 +105,7 @@ std::vector<NiahCellResult> run_niah_cells(const LoadedModel& model, const std::
     prompts.push_back(r.prompt.ids);
     gens.push_back(generation_options(tok, options, cap));
     gens.back().mask = c.mask;
-    gens.back().prefill_split = r.prompt.needle_begin;  // -1 in faithful mode: whole chunks are reused there
+    gens.back().prefill_split = r.prompt.needle_begin;  // -1 in faithful mode: whole calls are reused there
   }
   // Batch only where decoding together gives every cell its bits alone (models::Decoder::decode_step),
   // and only as many cells as keep their KV caches under kNiahBatchKvBytes together.
@@ -161,14 +161,14 @@ double attention_crossover(const models::ModelSpec& spec) {
 }
 
 NiahCellCost niah_cell_cost(int64_t context_length, int64_t buffer_tokens, int64_t depth_percent,
-                            int64_t previous_depth_percent, bool reuse_prefix, int64_t prefill_call,
-                            int64_t max_new_tokens, double quadratic_crossover) {
+                            int64_t previous_depth_percent, bool reuse_prefix, bool split_at_needle,
+                            int64_t prefill_call, int64_t max_new_tokens, double quadratic_crossover) {
   const int64_t prompt = std::max<int64_t>(context_length - buffer_tokens, 1);
   const int64_t needle = depth_percent * prompt / 100;  // about where the needle splits the prefill
   // The call holding the needle runs whole and again from the needle (models::PrefillCall).
   const int64_t call_begin = prefill_call > 0 ? needle / prefill_call * prefill_call : 0;
   const int64_t call_end = prefill_call > 0 ? std::min(call_begin + prefill_call, prompt) : prompt;
-  const bool split = needle > call_begin && needle < call_end;
+  const bool split = split_at_needle && needle > call_begin && needle < call_end;
   const auto cost = [&](int64_t first) {  // rows [first, prompt), the split call's rows again, then decode
     double c = pipeline::generation_range_cost(first, prompt, max_new_tokens, quadratic_crossover);
     if (split && first < needle) c += pipeline::generation_range_cost(needle, call_end, 0, quadratic_crossover);
@@ -177,7 +177,9 @@ NiahCellCost niah_cell_cost(int64_t context_length, int64_t buffer_tokens, int64
   double warm = cost(0);
   if (reuse_prefix && previous_depth_percent >= 0) {
     const int64_t previous = previous_depth_percent * prompt / 100;
-    warm = previous >= needle ? cost(needle) : cost(prefill_call > 0 ? previous / prefill_call * prefill_call : 0);
+    const int64_t common = std::min(previous, needle);  // the prompts part at the shallower needle
+    const int64_t whole_calls = prefill_call > 0 ? common / prefill_call * prefill_call : 0;
+    warm = split_at_needle && previous >= needle ? cost(needle) : cost(whole_calls);
   }
   return {cost(0), warm};
 }

@@ -83,18 +83,18 @@ void write_niah_cell_attrs(pipeline::store::Group& out, const NiahCellResult& r,
 
 // Sharding estimates for one NIAH cell (pipeline/core/sharding.h, WorkItem::cost and
 // cost_after_previous): a prompt of about context_length - buffer_tokens tokens, then max_new_tokens
-// decode steps. Its needle splits the prefill (models::PrefillCall: the prefill_call-row call holding
-// the needle runs whole and again from the needle); with reuse_prefix, after a prompt of the same
-// haystack and length whose needle sat at previous_depth (percent; < 0: none) at or after its own, the
-// prefill computes only the rows from its needle on, after a shallower one from the whole calls before
-// that one's needle. Rows are weighted by their position (pipeline::generation_range_cost): rows near
+// decode steps, in prefill calls of prefill_call rows. With split_at_needle (fixed prompts, which know
+// their needle's token) the needle splits the prefill (models::PrefillCall: the call holding the needle
+// runs whole and again from the needle); with reuse_prefix, after a prompt of the same haystack and
+// length whose needle sat at previous_depth (percent; < 0: none) at or after its own, the prefill then
+// computes only the rows from its needle on; otherwise from the whole calls before the shallower needle. Rows are weighted by their position (pipeline::generation_range_cost): rows near
 // the end of a long prompt attend to more keys, so a deep needle's short prefill costs more per row.
 struct NiahCellCost {
   double cold = 0, warm = 0;
 };
 NiahCellCost niah_cell_cost(int64_t context_length, int64_t buffer_tokens, int64_t depth_percent,
-                            int64_t previous_depth_percent, bool reuse_prefix, int64_t prefill_call,
-                            int64_t max_new_tokens, double quadratic_crossover);
+                            int64_t previous_depth_percent, bool reuse_prefix, bool split_at_needle,
+                            int64_t prefill_call, int64_t max_new_tokens, double quadratic_crossover);
 
 // The position at which a token's attention FLOPs (4 q_dim p per layer) equal its projections' (twice
 // the q, k, v, o and MLP weights per layer; active experts only): the quadratic_crossover of

@@ -130,10 +130,11 @@ void GenerateStage::declare(pipeline::ConfigSchema& schema) const {
                 "query rows per attention block inside a prefill call (0: the whole call); 128 was fastest on "
                 "CPU (docs/BENCHMARKS.md); GPUs: not measured")
       .optional("generate.prefill_call", KeyType::Int, "512",
-                "prompt tokens per forward call of a prefill (0: the whole prompt in one call): the projections "
-                "run as one product of this height; the call holding a needle runs twice, whole and from the "
-                "needle, so that the next prompt reuses every slot before its needle. 512 was fastest on CPU "
-                "(docs/BENCHMARKS.md); GPUs: not measured")
+                "prompt tokens per forward call of a fixed-mode prefill (0: the whole prompt in one call): the "
+                "projections run as one product of this height; the call holding the needle runs twice, whole "
+                "and from the needle, so that the next prompt reuses every slot before its needle. Faithful "
+                "prompts (needle position unknown) run calls of prefill_chunk tokens and reuse whole calls. 512 "
+                "was fastest on CPU (docs/BENCHMARKS.md); GPUs: not measured")
       .optional("generate.reuse_prefix", KeyType::Bool, "true",
                 "reuse the previous prompt's KV cache up to where the two prompts' prefills part (every slot "
                 "before the needle); results are bit-identical either way (false for benchmarks)")
@@ -197,6 +198,10 @@ void GenerateStage::run(pipeline::StageContext& ctx) {
   // least as far as its own needle; with a haystack part per needle, each needle's cells stay together.
   const size_t n_needles = needles.size();
   const size_t n_depths = s.depths.size();
+  // Fixed prompts know their needle's token and split the prefill there (models::PrefillCall); faithful
+  // prompts run calls of prefill_chunk rows and reuse whole calls.
+  const bool split_at_needle = s.mode == PromptMode::kFixed;
+  const int64_t call = split_at_needle ? s.prefill_call : s.prefill_chunk;
   for (size_t m = 0; m < entries.size(); ++m) {
     const double crossover = attention_crossover(read_model_shapes(entries[m]).spec);
     for (size_t outer = 0; outer < (s.haystack_per_needle ? n_needles : 1); ++outer) {
@@ -207,7 +212,7 @@ void GenerateStage::run(pipeline::StageContext& ctx) {
           GenerateCell cell{m, n, L, d};
           // k > 0: the cell before has the same haystack and length.
           const NiahCellCost cost = niah_cell_cost(L, s.buffer_tokens, d, k > 0 ? grid.back().depth : -1,
-                                                   s.reuse_prefix, s.prefill_call, s.max_new_tokens, crossover);
+                                                   s.reuse_prefix, split_at_needle, call, s.max_new_tokens, crossover);
           pipeline::WorkItem item{cell_id(entries[m].name, cell), entries[m].name, cost.cold};
           if (s.reuse_prefix) item.cost_after_previous = cost.warm;
           item.batch = str_cat("L", L);  // a rank decodes its cells of one length together

@@ -317,20 +317,21 @@ TEST_P(FamilyTest, PrefixCacheReusesRowsUpToTheSplit) {
   struct Case {
     int64_t split;     // the needle's position, and the hint
     int needle;
-    int64_t reused_dense, reused_moe;  // expected reused slots (dense: split calls; moe: whole calls)
+    int64_t reused_dense, reused_moe;  // expected reused slots (dense: split calls; moe: whole calls of
+                                       // prefill_chunk rows, as a prompt without a split runs)
   };
   const std::vector<Case> cases = {
       {296, 0, 0, 0},      // cold: [0,64) .. [192,256), {256,320,296}, {296,320,320}, [320,383)
-      {280, 1, 280, 256},  // {256,320,280} against {256,320,296}: rows up to 280 (moe: whole calls)
-      {280, 2, 280, 256},  // same split, other needle: {256,320,280} again, {280,320,320} not (tokens)
-      {160, 3, 160, 128},  // a shallower call
-      {192, 4, 128, 128},  // deeper after shallower, on a boundary: {128,192,192} was kept only to 160
-      {40, 5, 40, 0},      // inside the first call
-      {240, 6, 0, 0},      // deeper again: {0,64,64} was kept only to 40
+      {280, 1, 280, 272},  // {256,320,280} against {256,320,296}: rows up to 280 (moe: whole calls of 16)
+      {280, 2, 280, 272},  // same split, other needle: {256,320,280} again, {280,320,320} not (tokens)
+      {160, 3, 160, 160},  // a shallower call
+      {192, 4, 128, 160},  // deeper after shallower, on a boundary: {128,192,192} was kept only to 160
+      {40, 5, 40, 32},     // inside the first call
+      {240, 6, 0, 32},     // deeper again: {0,64,64} was kept only to 40
       {240, 6, 383, 383},  // the same prompt again (ablate's head selections): every call
       {-248, 6, 192, 383}, // the same tokens, hinted at 248: {192,256,248} was kept only to 240 (moe:
                            // no splits, so the same calls as before)
-      {352, 7, 192, 192},  // a split in the last, shorter call; reused: the calls before 240's
+      {352, 7, 192, 240},  // a split in the last, shorter call; reused: the calls before 240's
   };
   const bool dense = GetParam() != "mixtral";
   models::DecoderOptions options;

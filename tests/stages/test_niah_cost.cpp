@@ -38,14 +38,18 @@ TEST(NiahCost, ColdAndWarmCountTheRowsComputed) {
   // [400, 800); after a shallower one (row 80): [0, 800) + [400, 512) again (the call before 80 is not whole).
   const double c = 2304.0;
   const auto range = [&](int64_t a, int64_t b, int64_t steps) { return pipeline::generation_range_cost(a, b, steps, c); };
-  const stages::NiahCellCost deeper = stages::niah_cell_cost(1000, 200, 50, 90, true, 512, 20, c);
+  const stages::NiahCellCost deeper = stages::niah_cell_cost(1000, 200, 50, 90, true, true, 512, 20, c);
   EXPECT_DOUBLE_EQ(deeper.cold, range(0, 800, 20) + range(400, 512, 0));
   EXPECT_DOUBLE_EQ(deeper.warm, range(400, 800, 20));
-  const stages::NiahCellCost shallower = stages::niah_cell_cost(1000, 200, 50, 10, true, 512, 20, c);
+  const stages::NiahCellCost shallower = stages::niah_cell_cost(1000, 200, 50, 10, true, true, 512, 20, c);
   EXPECT_DOUBLE_EQ(shallower.warm, shallower.cold);
   // Without reuse every cell is cold; a needle at row 0 splits nothing.
-  EXPECT_DOUBLE_EQ(stages::niah_cell_cost(1000, 200, 50, 90, false, 512, 20, c).warm, deeper.cold);
-  EXPECT_DOUBLE_EQ(stages::niah_cell_cost(1000, 200, 0, -1, true, 512, 20, c).cold, range(0, 800, 20));
+  EXPECT_DOUBLE_EQ(stages::niah_cell_cost(1000, 200, 50, 90, false, true, 512, 20, c).warm, deeper.cold);
+  EXPECT_DOUBLE_EQ(stages::niah_cell_cost(1000, 200, 0, -1, true, true, 512, 20, c).cold, range(0, 800, 20));
+  // Faithful prompts do not split: calls of 128, after a deeper needle the whole calls before row 400.
+  const stages::NiahCellCost whole = stages::niah_cell_cost(1000, 200, 50, 90, true, false, 128, 20, c);
+  EXPECT_DOUBLE_EQ(whole.cold, range(0, 800, 20));
+  EXPECT_DOUBLE_EQ(whole.warm, range(384, 800, 20));
 }
 
 }  // namespace
