@@ -202,8 +202,12 @@ void GenerateStage::run(pipeline::StageContext& ctx) {
   // prompts run calls of prefill_chunk rows and reuse whole calls.
   const bool split_at_needle = s.mode == PromptMode::kFixed;
   const int64_t call = split_at_needle ? s.prefill_call : s.prefill_chunk;
+  // Shapes from config.json alone: for the cost estimates here and the store's header below (rank 0 may
+  // not load every model).
+  std::vector<models::ModelSpec> shapes;
+  for (const ModelEntry& entry : entries) shapes.push_back(read_model_shapes(entry).spec);
   for (size_t m = 0; m < entries.size(); ++m) {
-    const double crossover = attention_crossover(read_model_shapes(entries[m]).spec);
+    const double crossover = attention_crossover(shapes[m]);
     for (size_t outer = 0; outer < (s.haystack_per_needle ? n_needles : 1); ++outer) {
       for (int64_t L : s.lengths) {
         for (size_t k = 0; k < (s.haystack_per_needle ? 1 : n_needles) * n_depths; ++k) {
@@ -291,15 +295,14 @@ void GenerateStage::run(pipeline::StageContext& ctx) {
   pipeline::store::Group models_group = ctx.output->root().create_group("models");
   pipeline::store::Group cells = ctx.output->root().open_group("cells");
   for (size_t m = 0; m < entries.size(); ++m) {
-    // Shapes come from config.json alone (rank 0 may not have loaded this model).
-    const models::ModelFolder folder = read_model_shapes(entries[m]);
+    const models::ModelSpec& spec = shapes[m];
     pipeline::store::Group g = models_group.create_group(entries[m].name);
     g.set_attr("path", fs::absolute(entries[m].path).string());
-    g.set_attr("family", folder.spec.family);
-    g.set_attr("n_layer", folder.spec.n_layer);
-    g.set_attr("n_head", folder.spec.n_head);
-    g.set_attr("n_kv_head", folder.spec.n_kv_head);
-    g.set_attr("vocab_size", folder.spec.vocab_size);
+    g.set_attr("family", spec.family);
+    g.set_attr("n_layer", spec.n_layer);
+    g.set_attr("n_head", spec.n_head);
+    g.set_attr("n_kv_head", spec.n_kv_head);
+    g.set_attr("vocab_size", spec.vocab_size);
   }
   double recall_sum = 0;
   int64_t success = 0;
