@@ -25,6 +25,30 @@ namespace fs = std::filesystem;
 using pipeline::ConfigError;
 using pipeline::KeyType;
 
+int64_t training_length(int64_t step, int64_t steps, int64_t shortest, int64_t context, bool continued,
+                        double full_share, SplitMix64& rng) {
+  // Length curriculum: short sequences first, rising linearly to the full context half-way through
+  // (multiples of 16; the batch keeps the tokens per step constant). From scratch it starts at
+  // curriculum_start: at initialisation a head spreads its attention over the whole prefix, so the
+  // gradient towards the one right position scales like 1 / length and recall forms far sooner over
+  // short distances (measured: no recall after 1500 steps at 128 tokens, recall by ~800 steps from 32).
+  // Continued pretraining at a longer context (long) starts at the parent's context, so the learned
+  // heads are stretched rather than swamped by 4x longer distractor spans.
+  if (shortest >= context) return context;
+  if (step < steps / 2) {
+    const int64_t length = shortest + (context - shortest) * step / std::max<int64_t>(1, steps / 2);
+    return std::max<int64_t>(shortest, length / 16 * 16);
+  }
+  // After its ramp, continued pretraining spends 1 - full_share of its steps at a length drawn from
+  // [parent context, context]: long keeps its skill at the parent's lengths, where the ablation grid tests
+  // every member (measured: with every step at 512, masking 5 random heads kept 71 % of long's NIAH at
+  // 96-128 tokens; with half the steps drawn, 93 %).
+  if (continued && static_cast<double>(rng.next() >> 11) * 0x1.0p-53 >= full_share) {
+    return shortest + static_cast<int64_t>(rng.uniform_below(static_cast<uint64_t>((context - shortest) / 16 + 1))) * 16;
+  }
+  return context;
+}
+
 namespace {
 
 const std::vector<std::string> kZoo = {"base", "long", "chat", "moe", "other"};
@@ -40,6 +64,7 @@ struct TrainSettings {
   std::map<std::string, int64_t> steps;
   std::string other_family;
   int64_t qa_items = 0, reasoning_items = 0, qa_context_words = 0, curriculum_start = 0;
+  double long_full_share = 0;  // long after its ramp: share of steps at the full context
   uint64_t seed = 0;
 };
 
@@ -72,6 +97,7 @@ TrainSettings read_settings(const pipeline::Config& c, const fs::path& run_dir) 
   s.reasoning_items = c.get_int("train.reasoning_items");
   s.qa_context_words = c.get_int("train.qa_context_words");
   s.curriculum_start = c.get_int("train.curriculum_start");
+  s.long_full_share = c.get_float("train.long_full_share");
   s.seed = static_cast<uint64_t>(c.get_int("job.seed"));
   return s;
 }
@@ -99,11 +125,12 @@ struct Recipe {
 
   std::string describe(const TrainSettings& s) const {
     std::ostringstream o;
-    o << "toyzoo-v6 " << name << " parent=" << parent << " family=" << family << " ctx=" << context
+    o << "toyzoo-v7 " << name << " parent=" << parent << " family=" << family << " ctx=" << context
       << " theta=" << rope_theta << " batch=" << batch << " steps=" << steps << " lr=" << lr << " seed=" << init_seed
       << " mix=" << mix.niah << "/" << mix.qa << "/" << mix.reasoning << "/" << mix.copy << "/" << mix.chat << "/" << mix.answer_weight
       << " dims=" << s.hidden << "x" << s.layers << "x" << s.heads << "/" << s.kv_heads << "x" << s.ffn
-      << " experts=" << s.n_expert << " curriculum=" << s.curriculum_start << " wd=" << s.weight_decay << " world=" << s.seed;
+      << " experts=" << s.n_expert << " curriculum=" << s.curriculum_start << " wd=" << s.weight_decay << " world=" << s.seed
+      << " long_full=" << s.long_full_share;
     return o.str();
   }
 };
@@ -242,19 +269,8 @@ TrainLog train_model(const Recipe& r, const TrainSettings& s, const ToyWorld& wo
                               : r.lr * (0.1 + 0.45 * (1 + std::cos(M_PI * static_cast<double>(step - warmup) /
                                                                     static_cast<double>(std::max<int64_t>(1, r.steps - warmup)))));
     for (auto& group : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
-    // Length curriculum: short sequences first, rising linearly to the full context half-way through
-    // (multiples of 16; the batch keeps the tokens per step constant). From scratch it starts at
-    // curriculum_start: at initialisation a head spreads its attention over the whole prefix, so the
-    // gradient towards the one right position scales like 1 / length and recall forms far sooner over
-    // short distances (measured: no recall after 1500 steps at 128 tokens, recall by ~800 steps from 32).
-    // Continued pretraining at a longer context (long) starts at the parent's context, so the learned
-    // heads are stretched rather than swamped by 4x longer distractor spans.
-    int64_t length = r.context;
     const int64_t shortest = std::min<int64_t>(r.parent.empty() ? s.curriculum_start : s.context, r.context);
-    if (shortest < r.context && step < r.steps / 2) {
-      length = shortest + (r.context - shortest) * step / std::max<int64_t>(1, r.steps / 2);
-      length = std::max<int64_t>(shortest, length / 16 * 16);
-    }
+    const int64_t length = training_length(step, r.steps, shortest, r.context, !r.parent.empty(), s.long_full_share, rng);
     Batch b = make_batch(world, rng, r.batch * r.context / length, length, r.mix);
     auto logits = model->forward(b.ids.narrow(1, 0, length - 1));  // [B, T-1, V]
     auto nll = torch::nn::functional::cross_entropy(
@@ -336,11 +352,14 @@ void TrainStage::declare(pipeline::ConfigSchema& schema) const {
       .optional("train.weight_decay", KeyType::Float, "0.1", "AdamW weight decay")
       .optional("train.mix", KeyType::FloatList, "0.4, 0.1, 0.1, 0.4",
                 "shares of needle-in-a-haystack, extractive-QA, reasoning and copy-drill training sequences")
+      .optional("train.long_full_share", KeyType::Float, "0.5",
+                "long, after its ramp: share of steps at the full context (the others draw a length from "
+                "[context, long context])")
       .optional("train.curriculum_start", KeyType::Int, "32",
                 "first sequence length of models trained from scratch (rising to context half-way)")
       .optional("train.base_steps", KeyType::Int, "1200", "optimizer steps of base")
       .optional("train.long_steps", KeyType::Int, "100", "optimizer steps of long")
-      .optional("train.chat_steps", KeyType::Int, "150", "optimizer steps of chat")
+      .optional("train.chat_steps", KeyType::Int, "300", "optimizer steps of chat")
       .optional("train.moe_steps", KeyType::Int, "150", "optimizer steps of moe")
       .optional("train.other_steps", KeyType::Int, "1200", "optimizer steps of other")
       .optional("train.other_family", KeyType::String, "qwen2", "family of other: llama or qwen2")
@@ -387,6 +406,8 @@ void TrainStage::validate(const pipeline::StageContext& ctx) const {
                   s.mix[0] + s.mix[1] + s.mix[2] + s.mix[3] > 0,
               ConfigError, "[config] ", c.source(), ": [train] mix: expected four shares >= 0 (niah, qa, reasoning, "
               "copy) with a positive sum, got ", s.mix.size(), " values");
+  RHEAD_CHECK(s.long_full_share >= 0 && s.long_full_share <= 1, ConfigError, "[config] ", c.source(),
+              ": [train] long_full_share must be in [0, 1], got ", s.long_full_share);
   RHEAD_CHECK(s.curriculum_start >= 32, ConfigError, "[config] ", c.source(),
               ": [train] curriculum_start must be >= 32 (room for a needle and its question), got ", s.curriculum_start);
   RHEAD_CHECK(s.other_family == "llama" || s.other_family == "qwen2", ConfigError, "[config] ", c.source(),
@@ -405,17 +426,18 @@ void TrainStage::run(pipeline::StageContext& ctx) {
   ctx.comm.barrier();
 
   // Two phases (the second starts from base); inside a phase, models are dealt largest-first to the least
-  // loaded rank. Cost = tokens x (context / 128)^2, x 1.6 for moe: measured on 2 cores, a token of long
-  // (512) costs ~6x one of chat and a moe token 1.6x, so long goes alone and moe + chat share a rank.
+  // loaded rank. Cost = tokens x sqrt(context / 128), x 1.5 for moe: measured on 2 cores (toyzoo-v7, one
+  // thread per rank), a token of long (512, half its steps at shorter drawn lengths) costs ~2.1x one of
+  // chat and a moe token 1.5x (long 100 steps 23 s, chat 300 steps 66 s, moe 150 steps 49 s), so chat
+  // goes alone and moe + long share a rank.
   const std::string rank_tag = ctx.comm.size() > 1 ? " [rank " + std::to_string(ctx.comm.rank()) + "]" : "";
   for (const auto& phase : std::vector<std::vector<std::string>>{{"base", "other"}, {"long", "moe", "chat"}}) {
     std::vector<std::pair<double, std::string>> todo;  // (cost, member)
     for (const auto& m : phase) {
       if (std::find(s.models.begin(), s.models.end(), m) == s.models.end()) continue;
       const Recipe r = recipe_for(m, s);
-      const double scale = static_cast<double>(r.context) / 128.0;
-      const double cost = static_cast<double>(r.steps * r.batch * r.context) * scale * scale *
-                          (r.family == "mixtral" ? 1.6 : 1.0);
+      const double cost = static_cast<double>(r.steps * r.batch * r.context) *
+                          std::sqrt(static_cast<double>(r.context) / 128.0) * (r.family == "mixtral" ? 1.5 : 1.0);
       todo.emplace_back(cost, m);
     }
     std::stable_sort(todo.begin(), todo.end(), [](const auto& a, const auto& b) { return a.first > b.first; });

@@ -12,8 +12,16 @@
 #pragma once
 
 #include "pipeline/runner/stage.h"
+#include "stages/ablate/ablate_ops.h"  // SplitMix64
 
 namespace stages {
+
+// Sequence length of optimizer step `step` of `steps`: from `shortest` rising linearly to `context` over
+// the first half (multiples of 16), then `context`; for continued pretraining (`continued`, long) each
+// later step is at `context` with probability full_share, else at a length drawn uniformly from
+// {shortest, shortest + 16, ..., context}. Draws from rng only in that last phase.
+int64_t training_length(int64_t step, int64_t steps, int64_t shortest, int64_t context, bool continued,
+                        double full_share, SplitMix64& rng);
 
 class TrainStage final : public pipeline::Stage {
  public:

@@ -5,11 +5,13 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
 #include <set>
 
 #include "models/tokenizer/tokenizer.h"
 #include "stages/generate/needles.h"
 #include "stages/train/toy_world.h"
+#include "stages/train/train_stage.h"
 #include "tests/common/test_support.h"
 
 namespace {
@@ -147,6 +149,36 @@ TEST(ToyWorld, RoadMapIsOneCycleAndFilesFollowTheirFormats) {
   EXPECT_EQ(lines, 4);
   EXPECT_TRUE(std::filesystem::exists(dir.path() / "tasks" / "qa.jsonl"));
   EXPECT_TRUE(std::filesystem::exists(dir.path() / "haystack" / "essay1.txt"));
+}
+
+}  // namespace
+
+namespace {
+
+TEST(TrainSchedule, RampThenFullContextAndLongDrawsLengthsAfterItsRamp) {
+  SplitMix64 rng(3);
+  // From scratch: 32 rising to 128 over the first half, multiples of 16, then 128; no draws.
+  EXPECT_EQ(stages::training_length(0, 1200, 32, 128, false, 0.5, rng), 32);
+  EXPECT_EQ(stages::training_length(300, 1200, 32, 128, false, 0.5, rng), 80);  // 32 + 96 * 300 / 600
+  EXPECT_EQ(stages::training_length(599, 1200, 32, 128, false, 0.5, rng), 112);
+  for (int64_t step = 600; step < 1200; ++step) EXPECT_EQ(stages::training_length(step, 1200, 32, 128, false, 0.5, rng), 128);
+  // Fine-tuning at the parent's context (chat, moe): the context throughout.
+  EXPECT_EQ(stages::training_length(0, 300, 128, 128, true, 0.5, rng), 128);
+  // long: 128 -> 512 over 50 steps, then half the steps at 512, the others uniform over 128, 144, ..., 512.
+  EXPECT_EQ(stages::training_length(25, 100, 128, 512, true, 0.5, rng), 320);
+  std::map<int64_t, int> seen;
+  const int n = 20000;
+  for (int i = 0; i < n; ++i) ++seen[stages::training_length(50 + i % 50, 100, 128, 512, true, 0.5, rng)];
+  int drawn = 0;
+  for (const auto& [length, count] : seen) {
+    EXPECT_TRUE(length >= 128 && length <= 512 && length % 16 == 0) << length;
+    if (length != 512) drawn += count;
+  }
+  EXPECT_EQ(seen.size(), 25u);  // every multiple of 16 from 128 to 512
+  // 1 - 0.5 of the steps draw; of those, 24 of 25 lengths are below 512: expected n * 0.5 * 24 / 25 = 9600.
+  EXPECT_NEAR(drawn, 9600, 300);  // binomial sd ~ 71
+  // full_share = 1: the old schedule, every later step at 512.
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(stages::training_length(60, 100, 128, 512, true, 1.0, rng), 512);
 }
 
 }  // namespace
