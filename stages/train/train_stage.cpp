@@ -42,7 +42,7 @@ int64_t training_length(int64_t step, int64_t steps, int64_t shortest, int64_t c
   // After its ramp, continued pretraining spends 1 - full_share of its steps at a length drawn from
   // [parent context, context]: long keeps its skill at the parent's lengths, where the ablation grid tests
   // every member (measured: with every step at 512, masking 5 random heads kept 71 % of long's NIAH at
-  // 96-128 tokens; with half the steps drawn, 93 %).
+  // 96-128 tokens; with half the steps drawn, 91 %; docs/ZOO.md step 5).
   if (continued && static_cast<double>(rng.next() >> 11) * 0x1.0p-53 >= full_share) {
     return shortest + static_cast<int64_t>(rng.uniform_below(static_cast<uint64_t>((context - shortest) / 16 + 1))) * 16;
   }
