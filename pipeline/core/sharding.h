@@ -53,7 +53,8 @@ double generation_cost(int64_t context_length, int64_t prefill_tokens, int64_t d
 
 // generation_cost for prefill rows at positions [first, last) only (a prompt reusing the rows before
 // `first`), each row weighted by the attention it does: 1 + 2 p / quadratic_crossover, so that
-// generation_range_cost(0, n, s) == generation_cost(n, n, s) up to rounding; decode steps at context last.
+// generation_range_cost(0, n, s) == generation_cost(n, n, s) - n / quadratic_crossover; decode steps at
+// context last.
 double generation_range_cost(int64_t first, int64_t last, int64_t decode_steps, double quadratic_crossover = 16384.0);
 
 Assignment assign_work(const std::vector<WorkItem>& items, int n_ranks);

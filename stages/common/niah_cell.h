@@ -87,8 +87,9 @@ void write_niah_cell_attrs(pipeline::store::Group& out, const NiahCellResult& r,
 // their needle's token) the needle splits the prefill (models::PrefillCall: the call holding the needle
 // runs whole and again from the needle); with reuse_prefix, after a prompt of the same haystack and
 // length whose needle sat at previous_depth (percent; < 0: none) at or after its own, the prefill then
-// computes only the rows from its needle on; otherwise from the whole calls before the shallower needle. Rows are weighted by their position (pipeline::generation_range_cost): rows near
-// the end of a long prompt attend to more keys, so a deep needle's short prefill costs more per row.
+// computes only the rows from its needle on; otherwise from the whole calls before the shallower needle.
+// Rows are weighted by their position (pipeline::generation_range_cost): rows near the end of a long
+// prompt attend to more keys, so a deep needle's short prefill costs more per row.
 struct NiahCellCost {
   double cold = 0, warm = 0;
 };
