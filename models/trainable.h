@@ -41,6 +41,11 @@ class TrainableModel {
   TensorMap tensors() const;
   int64_t parameter_count() const;
 
+  // Frobenius norm of each query head's block of the output projection, [n_layer, n_head] fp32, with
+  // autograd: o[:, h*d:(h+1)*d] is all head h writes into the residual stream. Their sum is a group-lasso
+  // penalty that makes a head either matter or fall silent (stages/train's head_sparsity).
+  torch::Tensor head_output_norms() const;
+
  private:
   struct Layer {
     torch::Tensor attn_norm, mlp_norm;        // [D]

@@ -59,7 +59,7 @@ struct TrainSettings {
   int64_t hidden = 0, layers = 0, heads = 0, kv_heads = 0, ffn = 0;
   int64_t context = 0, long_factor = 0, batch = 0, long_batch = 0, eval_every = 0, n_expert = 0;
   double rope_theta = 0, long_rope_theta = 0, lr = 0, finetune_lr = 0, answer_weight = 0;
-  double weight_decay = 0;
+  double weight_decay = 0, head_sparsity = 0;
   std::vector<double> mix;  // niah, qa, reasoning, copy
   std::map<std::string, int64_t> steps;
   std::string other_family;
@@ -90,6 +90,7 @@ TrainSettings read_settings(const pipeline::Config& c, const fs::path& run_dir) 
   s.finetune_lr = c.get_float("train.finetune_lr");
   s.answer_weight = c.get_float("train.answer_weight");
   s.weight_decay = c.get_float("train.weight_decay");
+  s.head_sparsity = c.get_float("train.head_sparsity");
   s.mix = c.get_floats("train.mix");
   for (const auto& m : kZoo) s.steps[m] = c.get_int("train." + m + "_steps");
   s.other_family = c.get_string("train.other_family");
@@ -131,6 +132,7 @@ struct Recipe {
       << " dims=" << s.hidden << "x" << s.layers << "x" << s.heads << "/" << s.kv_heads << "x" << s.ffn
       << " experts=" << s.n_expert << " curriculum=" << s.curriculum_start << " wd=" << s.weight_decay << " world=" << s.seed
       << " long_full=" << s.long_full_share;
+    if (s.head_sparsity > 0) o << " head_sparsity=" << s.head_sparsity;  // off: the v7 recipe string, unchanged
     return o.str();
   }
 };
@@ -278,6 +280,7 @@ TrainLog train_model(const Recipe& r, const TrainSettings& s, const ToyWorld& wo
         torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
     auto w = b.weights.reshape({-1});
     auto loss = (nll * w).sum() / w.sum();
+    if (s.head_sparsity > 0) loss = loss + s.head_sparsity * model->head_output_norms().sum();
     opt.zero_grad();
     loss.backward();
     torch::nn::utils::clip_grad_norm_(params, 1.0);
@@ -350,6 +353,9 @@ void TrainStage::declare(pipeline::ConfigSchema& schema) const {
       .optional("train.finetune_lr", KeyType::Float, "1e-3", "peak learning rate of long, chat and moe")
       .optional("train.answer_weight", KeyType::Float, "10", "loss weight of answer tokens")
       .optional("train.weight_decay", KeyType::Float, "0.1", "AdamW weight decay")
+      .optional("train.head_sparsity", KeyType::Float, "0",
+                "group-lasso weight on each attention head's output-projection norm, every member (0: off; "
+                "docs/ZOO.md: it does not make retrieval heads reliably sparser)")
       .optional("train.mix", KeyType::FloatList, "0.4, 0.1, 0.1, 0.4",
                 "shares of needle-in-a-haystack, extractive-QA, reasoning and copy-drill training sequences")
       .optional("train.long_full_share", KeyType::Float, "0.5",
@@ -408,6 +414,8 @@ void TrainStage::validate(const pipeline::StageContext& ctx) const {
               "copy) with a positive sum, got ", s.mix.size(), " values");
   RHEAD_CHECK(s.long_full_share >= 0 && s.long_full_share <= 1, ConfigError, "[config] ", c.source(),
               ": [train] long_full_share must be in [0, 1], got ", s.long_full_share);
+  RHEAD_CHECK(s.head_sparsity >= 0, ConfigError, "[config] ", c.source(), ": [train] head_sparsity must be >= 0 (0: off), got ",
+              s.head_sparsity);
   RHEAD_CHECK(s.curriculum_start >= 32, ConfigError, "[config] ", c.source(),
               ": [train] curriculum_start must be >= 32 (room for a needle and its question), got ", s.curriculum_start);
   RHEAD_CHECK(s.other_family == "llama" || s.other_family == "qwen2", ConfigError, "[config] ", c.source(),

@@ -1,7 +1,7 @@
 // The trainable twin (models/trainable.h) against the inference Decoder: same weights -> same logits for
 // every family of the tiny test zoo (GQA, q/k/v bias, sliding windows, MoE, linear RoPE, tied
 // embeddings), gradients that reach every parameter, and sparse upcycling that leaves the function of
-// the dense model unchanged.
+// the dense model unchanged; the per-head output norms of the training's group-lasso penalty.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -72,6 +72,41 @@ TEST(Trainable, FreshWeightsAreSeededAndEveryParameterGetsAGradient) {
   }
   auto lookup = [&](const std::string& name) { return saved.count(name) ? saved.at(name) : torch::Tensor(); };
   EXPECT_LT((decoder_logits(spec, lookup, ids) - expected).abs().max().item<double>(), 1e-4);
+}
+
+TEST(Trainable, HeadOutputNormsAreTheNormsOfEachHeadsOutputProjectionBlock) {
+  at::set_num_threads(1);
+  models::ModelSpec spec = tiny::make_spec("qwen2");  // GQA: more query heads than KV heads
+  spec.checkpoint_dtype = models::DType::Float32;
+  models::TrainableModel model(spec, 3);
+  torch::Tensor norms = model.head_output_norms();
+  ASSERT_EQ(norms.sizes(), (std::vector<int64_t>{spec.n_layer, spec.n_head}));
+  // Naive: element loops over o_proj's columns h*d .. h*d + d - 1 (head h's output), in double.
+  const int64_t d = spec.head_dim;
+  for (int64_t l = 0; l < spec.n_layer; ++l) {
+    torch::Tensor o = model.tensors().at(models::checkpoint_tensor_name(spec, "o_proj", l)).to(torch::kFloat64);
+    auto a = o.accessor<double, 2>();
+    for (int64_t h = 0; h < spec.n_head; ++h) {
+      double ss = 0;
+      for (int64_t r = 0; r < o.size(0); ++r) {
+        for (int64_t c = h * d; c < (h + 1) * d; ++c) ss += a[r][c] * a[r][c];
+      }
+      EXPECT_NEAR(norms[l][h].item<double>(), std::sqrt(ss), 1e-6 * std::sqrt(ss)) << "layer " << l << " head " << h;
+    }
+  }
+  // The group-lasso gradient: d(sum of norms)/d o = o / (norm of its head's block), column block by block.
+  // Only the o_proj leaves are in the graph, so they are the only ones with a gradient.
+  norms.sum().backward();
+  int64_t checked = 0;
+  for (const auto& p : model.parameters()) {
+    if (!p.grad().defined()) continue;
+    ++checked;
+    ASSERT_EQ(p.sizes(), (std::vector<int64_t>{spec.hidden_size, spec.n_head * d}));
+    torch::Tensor blocks = p.detach().view({spec.hidden_size, spec.n_head, d});
+    torch::Tensor expected = (blocks / blocks.pow(2).sum(at::IntArrayRef{0, 2}, true).sqrt()).view_as(p);
+    EXPECT_LT((p.grad() - expected).abs().max().item<double>(), 1e-5);
+  }
+  EXPECT_EQ(checked, spec.n_layer);
 }
 
 TEST(Trainable, UpcycledMoeComputesWhatTheDenseModelDid) {

@@ -1,13 +1,15 @@
 // The train stage end to end with a tiny recipe (a few optimizer steps per zoo member): every member is
 // saved as a Hugging Face folder the loader validates (llama base/long/chat, mixtral moe, qwen2 other),
 // long carries the longer context and larger RoPE base, 1 and 2 ranks write identical weights (one thread
-// per rank), a rerun skips trained members and a changed recipe retrains only what it changes.
+// per rank), a rerun skips trained members and a changed recipe retrains only what it changes, and the
+// head-sparsity penalty reaches the optimizer.
 #include <gtest/gtest.h>
 
 #include <fstream>
 #include <iterator>
 
 #include "models/checkpoint.h"
+#include "models/model_config.h"
 #include "tests/common/test_support.h"
 
 namespace {
@@ -87,6 +89,28 @@ TEST(TrainE2E, RerunSkipsTrainedMembersAndAChangedRecipeRetrainsOnlyThem) {
   EXPECT_NE(bytes(zoo / "other" / "model.safetensors"), other_before);
 }
 
+TEST(TrainE2E, HeadSparsityShrinksEveryHeadsOutputProjection) {
+  // The group-lasso term reaches the optimizer: with a large weight every head's o_proj block ends
+  // smaller than after the same steps without it (same seed, same data).
+  TempDir off("train_hs0"), on("train_hs1");
+  test_support::write_text_file(off.path() / "job.ini", job("models = base\n"));
+  test_support::write_text_file(on.path() / "job.ini", job("models = base\nhead_sparsity = 1\n"));
+  ASSERT_EQ(run_rhead(off.path(), 0, "job.ini").exit_code, 0);
+  auto r = run_rhead(on.path(), 0, "job.ini");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  models::ModelFolder a = models::load_model_folder(off.path() / "run" / "zoo" / "base");
+  models::ModelFolder b = models::load_model_folder(on.path() / "run" / "zoo" / "base");
+  const int64_t d = a.spec.head_dim;
+  for (int64_t l = 0; l < a.spec.n_layer; ++l) {
+    const std::string name = models::checkpoint_tensor_name(a.spec, "o_proj", l);
+    auto norms = [&](const models::ModelFolder& f) {  // [n_head]
+      return f.tensor(name).to(torch::kFloat32).view({a.spec.hidden_size, a.spec.n_head, d}).pow(2).sum(
+          at::IntArrayRef{0, 2}).sqrt();
+    };
+    EXPECT_TRUE((norms(b) < norms(a)).all().item<bool>()) << name << ": " << norms(a) << " vs " << norms(b);
+  }
+}
+
 TEST(TrainE2E, BadRecipesStopBeforeTraining) {
   TempDir dir("train_bad");
   test_support::write_text_file(dir.path() / "job.ini", job("models = long\n"));
@@ -100,6 +124,10 @@ TEST(TrainE2E, BadRecipesStopBeforeTraining) {
   test_support::write_text_file(dir.path() / "job.ini", job("models = base, dragon\n"));
   r = run_rhead(dir.path(), 0, "job.ini");
   EXPECT_NE(r.output.find("unknown member 'dragon'"), std::string::npos) << r.output;
+  test_support::write_text_file(dir.path() / "job.ini", job("head_sparsity = -0.1\n"));
+  r = run_rhead(dir.path(), 0, "job.ini");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("head_sparsity must be >= 0"), std::string::npos) << r.output;
 }
 
 }  // namespace
