@@ -168,7 +168,8 @@ torch::Tensor TrainableModel::head_output_norms() const {
   std::vector<torch::Tensor> rows;
   for (const auto& y : m_layers) {
     // o: [D, H*d] -> [D, H, d]; the norm over D and d leaves one value per head.
-    rows.push_back(y.o.view({m_spec.hidden_size, m_spec.n_head, m_spec.head_dim}).pow(2).sum(at::IntArrayRef{0, 2}).sqrt());
+    auto blocks = y.o.view({m_spec.hidden_size, m_spec.n_head, m_spec.head_dim});
+    rows.push_back(blocks.pow(2).sum(at::IntArrayRef{0, 2}).sqrt());
   }
   return torch::stack(rows);  // [L, H]
 }

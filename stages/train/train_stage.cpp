@@ -279,10 +279,10 @@ TrainLog train_model(const Recipe& r, const TrainSettings& s, const ToyWorld& wo
         logits.reshape({-1, logits.size(-1)}), b.ids.narrow(1, 1, length - 1).reshape({-1}),
         torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
     auto w = b.weights.reshape({-1});
-    auto loss = (nll * w).sum() / w.sum();
-    if (s.head_sparsity > 0) loss = loss + s.head_sparsity * model->head_output_norms().sum();
+    auto loss = (nll * w).sum() / w.sum();  // the task loss, what the log records
+    auto objective = s.head_sparsity > 0 ? loss + s.head_sparsity * model->head_output_norms().sum() : loss;
     opt.zero_grad();
-    loss.backward();
+    objective.backward();
     torch::nn::utils::clip_grad_norm_(params, 1.0);
     opt.step();
     log.loss.push_back(loss.item<double>());
@@ -414,8 +414,8 @@ void TrainStage::validate(const pipeline::StageContext& ctx) const {
               "copy) with a positive sum, got ", s.mix.size(), " values");
   RHEAD_CHECK(s.long_full_share >= 0 && s.long_full_share <= 1, ConfigError, "[config] ", c.source(),
               ": [train] long_full_share must be in [0, 1], got ", s.long_full_share);
-  RHEAD_CHECK(s.head_sparsity >= 0, ConfigError, "[config] ", c.source(), ": [train] head_sparsity must be >= 0 (0: off), got ",
-              s.head_sparsity);
+  RHEAD_CHECK(s.head_sparsity >= 0, ConfigError, "[config] ", c.source(),
+              ": [train] head_sparsity must be >= 0 (0: off), got ", s.head_sparsity);
   RHEAD_CHECK(s.curriculum_start >= 32, ConfigError, "[config] ", c.source(),
               ": [train] curriculum_start must be >= 32 (room for a needle and its question), got ", s.curriculum_start);
   RHEAD_CHECK(s.other_family == "llama" || s.other_family == "qwen2", ConfigError, "[config] ", c.source(),
