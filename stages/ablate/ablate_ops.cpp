@@ -129,22 +129,6 @@ bool is_task_name_char(char c) { return is_ascii_alnum(c) || c == '_' || c == '-
 
 }  // namespace
 
-uint64_t SplitMix64::next() {
-  uint64_t z = (m_state += 0x9E3779B97F4A7C15ULL);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
-
-uint64_t SplitMix64::uniform_below(uint64_t n) {
-  RHEAD_CHECK(n >= 1, pipeline::InternalError, "[ablate] uniform_below: got n = 0, expected n >= 1");
-  const uint64_t threshold = (0 - n) % n;  // 2^64 mod n: outputs below it would bias the modulo
-  while (true) {
-    const uint64_t r = next();
-    if (r >= threshold) return r % n;
-  }
-}
-
 std::vector<HeadId> top_k_heads(const ScoreMap& mean, int64_t k) {
   check_map(mean);
   const int64_t n = mean.n_layer * mean.n_head;

@@ -29,7 +29,7 @@
 #include <string>
 #include <vector>
 
-#include "stages/ablate/ablate_ops.h"  // SplitMix64
+#include "stages/common/splitmix64.h"
 
 namespace stages {
 

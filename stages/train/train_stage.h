@@ -12,7 +12,7 @@
 #pragma once
 
 #include "pipeline/runner/stage.h"
-#include "stages/ablate/ablate_ops.h"  // SplitMix64
+#include "stages/common/splitmix64.h"
 
 namespace stages {
 
