@@ -17,8 +17,9 @@
   zoo_properties.py RUN_DIR --check niah,masking    ... when a property of these kinds fails
 
 Thresholds are the issue's; property 2 is checked as "at most MAX_RETRIEVAL_FRACTION of the heads" and
-the measured fraction is printed next to the paper's "under 5 %". Exit 2 when a needed store is missing
-or unreadable."""
+the measured fraction is printed next to the paper's "under 5 %". A run without a correlate store (one
+model, as jobs/toy_base.ini) leaves property 4 unmeasured and says so. Exit 2 when a needed store is
+missing or unreadable, or when --check asks for a property the run cannot measure."""
 
 import argparse
 import json
@@ -109,8 +110,10 @@ def trained_context(run_dir: str, model: str, model_attrs: Dict[str, object]) ->
         return int(json.load(cfg)["max_position_embeddings"])
 
 
-def measure(run_dir: str) -> List[Check]:
+def measure(run_dir: str) -> Tuple[List[Check], Dict[str, str]]:
+    """The checks a run's stores allow, and {kind: why it is not measured} for the others."""
     checks: List[Check] = []
+    unmeasured: Dict[str, str] = {}
     gen = rs.read_generate(rs.store_path(run_dir, "generate"))
     for model, attrs in gen.models.items():
         ctx = trained_context(run_dir, model, attrs)
@@ -129,8 +132,11 @@ def measure(run_dir: str) -> List[Check]:
                             f"1 .. {100 * MAX_RETRIEVAL_FRACTION:.0f} %",
                             n_retrieval[model] >= 1 and frac <= MAX_RETRIEVAL_FRACTION, "sparsity"))
 
-    corr = rs.read_correlate(rs.store_path(run_dir, "correlate"))
-    for pair in corr.pairs:
+    corr_path = rs.store_path(run_dir, "correlate")
+    corr = rs.read_correlate(corr_path) if os.path.exists(corr_path) else None
+    if corr is None:
+        unmeasured["family"] = f"{corr_path}: no such store (the job ran without the correlate stage)"
+    for pair in corr.pairs if corr is not None else []:
         if pair.a != "base":
             continue
         r = pair.pearson
@@ -162,12 +168,12 @@ def measure(run_dir: str) -> List[Check]:
             checks.append(Check(f"{model}: top-{k} masking hurts {cot} more than {direct}",
                                 f"EM {cu:.0f}->{ct:.0f} (-{100 * cd:.0f} %) vs {du:.0f}->{dt:.0f} (-{100 * dd:.0f} %)",
                                 "cot drop > direct drop", bool(cd > dd), "cot"))
-    return checks
+    return checks, unmeasured
 
 
 def render(checks: Sequence[Check]) -> str:
-    w = max(len(c.name) for c in checks)
-    wm = max(len(c.measured) for c in checks)
+    w = max((len(c.name) for c in checks), default=8)
+    wm = max((len(c.measured) for c in checks), default=8)
     lines = [f"{'property':<{w}}  {'measured':<{wm}}  {'expected':<26} ok"]
     lines += [f"{c.name:<{w}}  {c.measured:<{wm}}  {c.expected:<26} {'yes' if c.ok else 'NO'}" for c in checks]
     return "\n".join(lines)
@@ -185,15 +191,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if unknown:
         ap.error(f"--check: unknown kind(s) {', '.join(sorted(unknown))}; expected all or some of {', '.join(KINDS)}")
     try:
-        checks = measure(args.run_dir)
+        checks, unmeasured = measure(args.run_dir)
     except (rs.StoreError, OSError, KeyError) as e:
         print(f"zoo_properties: {e}", file=sys.stderr)
         return 2
     print(render(checks))
     failed = [c for c in checks if not c.ok]
     print(f"zoo properties: {len(checks) - len(failed)} of {len(checks)} hold")
+    for kind, why in sorted(unmeasured.items()):
+        print(f"zoo properties: {kind} not measured: {why}")
     if args.check is None:
         return 0
+    asked_unmeasured = sorted(kinds & set(unmeasured))
+    if asked_unmeasured:
+        print(f"zoo_properties: --check asks for {', '.join(asked_unmeasured)}, which this run cannot measure; "
+              f"run the missing stage or leave the kind out of --check", file=sys.stderr)
+        return 2
     blocking = [c.name for c in failed if c.kind in kinds]
     if blocking:
         print(f"zoo properties: checked ({', '.join(sorted(kinds))}) and failing: {'; '.join(blocking)}")

@@ -57,6 +57,8 @@ struct TrainSettings {
   fs::path out;  // zoo folder: <out>/<model>, <out>/world
   std::vector<std::string> models;
   int64_t hidden = 0, layers = 0, heads = 0, kv_heads = 0, ffn = 0;
+  int64_t head_dim = 0;  // 0: hidden / heads
+  int64_t threads = 1;   // compute threads per rank while training (0: the job's)
   int64_t context = 0, long_factor = 0, batch = 0, long_batch = 0, eval_every = 0, n_expert = 0;
   double rope_theta = 0, long_rope_theta = 0, lr = 0, finetune_lr = 0, answer_weight = 0;
   double weight_decay = 0, head_sparsity = 0;
@@ -77,6 +79,8 @@ TrainSettings read_settings(const pipeline::Config& c, const fs::path& run_dir) 
   s.layers = c.get_int("train.layers");
   s.heads = c.get_int("train.heads");
   s.kv_heads = c.get_int("train.kv_heads");
+  s.head_dim = c.get_int("train.head_dim");
+  s.threads = c.get_int("train.threads");
   s.ffn = c.get_int("train.ffn");
   s.context = c.get_int("train.context");
   s.long_factor = c.get_int("train.long_factor");
@@ -132,7 +136,10 @@ struct Recipe {
       << " dims=" << s.hidden << "x" << s.layers << "x" << s.heads << "/" << s.kv_heads << "x" << s.ffn
       << " experts=" << s.n_expert << " curriculum=" << s.curriculum_start << " wd=" << s.weight_decay << " world=" << s.seed
       << " long_full=" << s.long_full_share;
-    if (s.head_sparsity > 0) o << " head_sparsity=" << s.head_sparsity;  // off: the v7 recipe string, unchanged
+    // Keys added after v7 appear only when set, so the default recipe string (and zoo) stays v7's.
+    if (s.head_dim > 0) o << " head_dim=" << s.head_dim;
+    if (s.threads != 1) o << " threads=" << s.threads;  // the weights depend on it (summation order)
+    if (s.head_sparsity > 0) o << " head_sparsity=" << s.head_sparsity;
     return o.str();
   }
 };
@@ -181,6 +188,7 @@ models::ModelSpec spec_for(const Recipe& r, const TrainSettings& s, int64_t voca
                         {"bos_token_id", 1},
                         {"eos_token_id", 2},
                         {"torch_dtype", "float32"}};
+  if (s.head_dim > 0) cfg["head_dim"] = s.head_dim;  // q/k/v width n_head * head_dim, decoupled from hidden
   if (r.family == "llama") {
     cfg["architectures"] = {"LlamaForCausalLM"};
     cfg["model_type"] = "llama";
@@ -341,6 +349,11 @@ void TrainStage::declare(pipeline::ConfigSchema& schema) const {
       .optional("train.layers", KeyType::Int, "4", "decoder layers")
       .optional("train.heads", KeyType::Int, "8", "query heads per layer")
       .optional("train.kv_heads", KeyType::Int, "8", "key/value heads per layer (GQA)")
+      .optional("train.head_dim", KeyType::Int, "0", "dimensions per attention head (0: hidden / heads)")
+      .optional("train.threads", KeyType::Int, "1",
+                "compute threads per rank while training (0: the job's threads). The trained weights depend on "
+                "it (summation order), so the default 1 trains the same zoo from the same seed whatever the "
+                "core count; more threads train faster but another zoo")
       .optional("train.ffn", KeyType::Int, "128", "SwiGLU intermediate size (per expert for moe)")
       .optional("train.experts", KeyType::Int, "4", "experts of the upcycled moe (2 used per token)")
       .optional("train.context", KeyType::Int, "128", "training context of base, chat, moe and other")
@@ -377,7 +390,9 @@ void TrainStage::declare(pipeline::ConfigSchema& schema) const {
 
 void TrainStage::plan(const pipeline::Config& job, std::ostream& out) const {
   const TrainSettings s = read_settings(job, pipeline::run_dir_of(job));
-  out << "  zoo " << s.out.string() << ": dims " << s.hidden << " x " << s.layers << " layers x " << s.heads << " heads\n";
+  const int64_t head_size = s.head_dim > 0 ? s.head_dim : s.hidden / std::max<int64_t>(1, s.heads);
+  out << "  zoo " << s.out.string() << ": dims " << s.hidden << " x " << s.layers << " layers x " << s.heads
+      << " heads of " << head_size << "\n";
   for (const auto& m : s.models) {
     const Recipe r = recipe_for(m, s);
     out << "  " << m << ": " << r.family << (r.parent.empty() ? "" : " from " + r.parent) << ", context " << r.context
@@ -397,12 +412,15 @@ void TrainStage::validate(const pipeline::StageContext& ctx) const {
                 ConfigError, "[config] ", c.source(), ": [train] models: '", m,
                 "' starts from base; add base to the list");
   }
+  const bool head_size_ok = s.head_dim > 0 ? s.head_dim % 2 == 0
+                                            : s.heads > 0 && s.hidden % s.heads == 0 && (s.hidden / s.heads) % 2 == 0;
   RHEAD_CHECK(s.hidden > 0 && s.layers > 0 && s.heads > 0 && s.kv_heads > 0 && s.heads % s.kv_heads == 0 &&
-                  s.hidden % s.heads == 0 && (s.hidden / s.heads) % 2 == 0 && s.ffn > 0 && s.n_expert >= 2,
+                  s.head_dim >= 0 && head_size_ok && s.ffn > 0 && s.n_expert >= 2,
               ConfigError, "[config] ", c.source(),
-              ": [train] dimensions: need hidden % heads == 0 with an even head size, heads % kv_heads == 0, "
-              "ffn > 0, experts >= 2; got hidden ",
-              s.hidden, ", heads ", s.heads, ", kv_heads ", s.kv_heads, ", ffn ", s.ffn, ", experts ", s.n_expert);
+              ": [train] dimensions: need an even head size (head_dim, or hidden / heads when head_dim = 0), "
+              "heads % kv_heads == 0, ffn > 0, experts >= 2; got hidden ",
+              s.hidden, ", heads ", s.heads, ", kv_heads ", s.kv_heads, ", head_dim ", s.head_dim, ", ffn ", s.ffn,
+              ", experts ", s.n_expert);
   RHEAD_CHECK(s.context >= 96 && s.long_factor >= 1 && s.batch >= 1 && s.long_batch >= 1, ConfigError, "[config] ",
               c.source(), ": [train] need context >= 96, long_factor >= 1, batch >= 1, long_batch >= 1");
   for (const auto& [m, n] : s.steps) {
@@ -416,6 +434,8 @@ void TrainStage::validate(const pipeline::StageContext& ctx) const {
               ": [train] long_full_share must be in [0, 1], got ", s.long_full_share);
   RHEAD_CHECK(s.head_sparsity >= 0, ConfigError, "[config] ", c.source(),
               ": [train] head_sparsity must be >= 0 (0: off), got ", s.head_sparsity);
+  RHEAD_CHECK(s.threads >= 0, ConfigError, "[config] ", c.source(), ": [train] threads: got ", s.threads,
+              ", expected >= 0 (0: the job's threads)");
   RHEAD_CHECK(s.curriculum_start >= 32, ConfigError, "[config] ", c.source(),
               ": [train] curriculum_start must be >= 32 (room for a needle and its question), got ", s.curriculum_start);
   RHEAD_CHECK(s.other_family == "llama" || s.other_family == "qwen2", ConfigError, "[config] ", c.source(),
@@ -424,7 +444,13 @@ void TrainStage::validate(const pipeline::StageContext& ctx) const {
 
 void TrainStage::run(pipeline::StageContext& ctx) {
   const TrainSettings s = read_settings(ctx.config, ctx.run_dir);
-  models::configure_cpu_compute(ctx.threads, /*flush_subnormals=*/false);  // IEEE: models/cpu_compute.h
+  // IEEE subnormals (models/cpu_compute.h); one thread per rank unless [train] threads says otherwise, as
+  // the weights depend on the thread count and the zoo should not depend on the machine's core count.
+  const int threads = s.threads > 0 ? static_cast<int>(s.threads) : ctx.threads;
+  models::configure_cpu_compute(threads, /*flush_subnormals=*/false);
+  if (threads != ctx.threads) {
+    pipeline::log::info("train: ", threads, " compute thread(s) per rank ([train] threads; the job's: ", ctx.threads, ")");
+  }
   const ToyWorld world(s.seed);
   if (ctx.comm.rank() == 0) {
     fs::create_directories(s.out);

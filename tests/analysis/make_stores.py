@@ -42,6 +42,15 @@ def _ranked(mean):
     return np.stack([order // H, order % H], axis=1).astype(np.int32)
 
 
+def write_train(path, contexts):
+    """train.h5 with what readers use of it: contexts {model: trained context length}."""
+    with h5py.File(path, "w") as f:
+        _header(f, "train")
+        g_models = f.create_group("models")
+        for name, context in contexts.items():
+            g_models.create_group(name).attrs["context"] = np.int64(context)
+
+
 def write_score(path, tests, schema_version=1, status="complete", retrieval_threshold=0.1):
     """tests: {model: float array [test, layer, head]} of per-test scores of successful tests."""
     with h5py.File(path, "w") as f:

@@ -2,9 +2,12 @@
 summary rows with hand-computed expected values. The properties on a real zoo run are asserted by the
 quick-start e2e test (tests/e2e/test_quickstart_slurm.sh)."""
 
+import contextlib
+import io
 import math
 import os
 import sys
+import tempfile
 import unittest
 
 import numpy as np
@@ -12,6 +15,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "analysis"))
 
+import make_stores  # noqa: E402
 import rhead_stores as rs  # noqa: E402
 import zoo_properties as zp  # noqa: E402
 
@@ -72,6 +76,52 @@ class Render(unittest.TestCase):
         lines = text.splitlines()
         self.assertEqual(len(lines), 3)
         self.assertTrue(lines[1].endswith("yes") and lines[2].endswith("NO"))
+
+
+class RunWithoutCorrelate(unittest.TestCase):
+    """A one-model run (jobs/toy_base.ini) has no correlate store: the family property is reported as
+    not measured, the others are measured from the stores, and --check asking for it exits 2."""
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        d = self.tmp.name
+        make_stores.write_train(os.path.join(d, "train.h5"), {"base": 128})
+        make_stores.write_generate(os.path.join(d, "generate.h5"),
+                                   [("base", 0, 64, 0, 100.0), ("base", 0, 128, 50, 80.0),
+                                    ("base", 0, 256, 0, 0.0)],   # beyond the trained 128: left out
+                                   {"base": "llama"})
+        tests = np.zeros((4, 2, 3))
+        tests[:, 1, 2] = 0.9   # the one retrieval head: 1 of 6 heads
+        make_stores.write_score(os.path.join(d, "score.h5"), {"base": tests})
+        cells, task_cells, tracked = make_stores.sample_ablate(models=(("base", ("uniform",)),), ks=(1,), seeds=2,
+                                                               task_models=("base",), task_ks=(1,))
+        make_stores.write_ablate(os.path.join(d, "ablate.h5"), cells, task_cells, tracked)
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def run_main(self, *args):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            rc = zp.main([self.tmp.name, *args])
+        return rc, out.getvalue()
+
+    def test_family_is_not_measured_and_the_rest_is(self):
+        rc, text = self.run_main()
+        self.assertEqual(rc, 0, text)
+        self.assertIn("family not measured", text)
+        self.assertIn("correlate.h5: no such store", text)
+        self.assertNotIn("Pearson", text)
+        self.assertIn("90.0 (2 cells)", text)          # (100 + 80) / 2 within 128 tokens
+        self.assertIn("1 of 6 = 16.7 %", text)
+        self.assertIn("mask top-1 retrieval heads", text)
+
+    def test_check_exits_2_only_when_it_asks_for_the_unmeasured_kind(self):
+        self.assertEqual(self.run_main("--check", "niah")[0], 0)
+        rc, text = self.run_main("--check", "niah,family")
+        self.assertEqual(rc, 2, text)
+        self.assertIn("cannot measure", text)
+        self.assertEqual(self.run_main("--check")[0], 2)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 // saved as a Hugging Face folder the loader validates (llama base/long/chat, mixtral moe, qwen2 other),
 // long carries the longer context and larger RoPE base, 1 and 2 ranks write identical weights (one thread
 // per rank), a rerun skips trained members and a changed recipe retrains only what it changes, and the
-// head-sparsity penalty reaches the optimizer.
+// head-sparsity penalty reaches the optimizer; head_dim decouples the heads' width from the hidden size, and
+// training runs one thread per rank whatever the job's thread count.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -89,6 +90,26 @@ TEST(TrainE2E, RerunSkipsTrainedMembersAndAChangedRecipeRetrainsOnlyThem) {
   EXPECT_NE(bytes(zoo / "other" / "model.safetensors"), other_before);
 }
 
+TEST(TrainE2E, TrainingUsesOneThreadWhateverTheJobsThreadCount) {
+  // The weights depend on the thread count (summation order): [train] threads = 2 trains other weights
+  // than 1, which is what makes the default of 1 matter: a job with 2 threads per rank still trains
+  // the 1-thread zoo, byte for byte.
+  TempDir one("train_t1"), job2("train_t2"), train2("train_tt2");
+  test_support::write_text_file(one.path() / "job.ini", job("models = base\n"));
+  std::string two_threads = job("models = base\n");
+  two_threads.replace(two_threads.find("threads = 1"), 11, "threads = 2");
+  test_support::write_text_file(job2.path() / "job.ini", two_threads);
+  test_support::write_text_file(train2.path() / "job.ini", job("models = base\nthreads = 2\n"));
+  for (auto* d : {&one, &job2, &train2}) {
+    auto r = run_rhead(d->path(), 0, "job.ini");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  const fs::path w = fs::path("run") / "zoo" / "base" / "model.safetensors";
+  EXPECT_EQ(bytes(job2.path() / w), bytes(one.path() / w)) << "[job] threads = 2 changed the trained weights";
+  EXPECT_NE(bytes(train2.path() / w), bytes(one.path() / w))
+      << "2 training threads gave the 1-thread weights: this test no longer shows that the default matters";
+}
+
 TEST(TrainE2E, HeadSparsityShrinksEveryHeadsOutputProjection) {
   // The group-lasso term reaches the optimizer: with a large weight every head's o_proj block ends
   // smaller than after the same steps without it (same seed, same data).
@@ -111,6 +132,24 @@ TEST(TrainE2E, HeadSparsityShrinksEveryHeadsOutputProjection) {
   }
 }
 
+TEST(TrainE2E, HeadDimSetsTheAttentionWidthApartFromTheHiddenSize) {
+  // hidden 32 with 4 heads would give heads of 8 dimensions; head_dim = 4 makes q/k/v/o 16 wide, in
+  // the saved config and tensors, for a dense member and the moe upcycled from it.
+  TempDir dir("train_head_dim");
+  test_support::write_text_file(dir.path() / "job.ini", job("models = base, moe\nhead_dim = 4\n"));
+  auto r = run_rhead(dir.path(), 0, "job.ini");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const char* m : {"base", "moe"}) {
+    models::ModelFolder f = models::load_model_folder(dir.path() / "run" / "zoo" / m);  // validates every shape
+    EXPECT_EQ(f.spec.head_dim, 4) << m;
+    EXPECT_EQ(f.spec.hidden_size, 32) << m;
+    EXPECT_EQ(f.tensor(models::checkpoint_tensor_name(f.spec, "q_proj", 0)).sizes().vec(),
+              (std::vector<int64_t>{16, 32})) << m;
+    EXPECT_EQ(f.tensor(models::checkpoint_tensor_name(f.spec, "o_proj", 0)).sizes().vec(),
+              (std::vector<int64_t>{32, 16})) << m;
+  }
+}
+
 TEST(TrainE2E, BadRecipesStopBeforeTraining) {
   TempDir dir("train_bad");
   test_support::write_text_file(dir.path() / "job.ini", job("models = long\n"));
@@ -128,6 +167,14 @@ TEST(TrainE2E, BadRecipesStopBeforeTraining) {
   r = run_rhead(dir.path(), 0, "job.ini");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("head_sparsity must be >= 0"), std::string::npos) << r.output;
+  test_support::write_text_file(dir.path() / "job.ini", job("threads = -1\n"));
+  r = run_rhead(dir.path(), 0, "job.ini");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("[train] threads: got -1"), std::string::npos) << r.output;
+  test_support::write_text_file(dir.path() / "job.ini", job("head_dim = 3\n"));
+  r = run_rhead(dir.path(), 0, "job.ini");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("need an even head size"), std::string::npos) << r.output;
 }
 
 }  // namespace
