@@ -6,6 +6,7 @@ import contextlib
 import io
 import math
 import os
+import subprocess
 import sys
 import tempfile
 import unittest
@@ -80,7 +81,8 @@ class Render(unittest.TestCase):
 
 class RunWithoutCorrelate(unittest.TestCase):
     """A one-model run (jobs/toy_base.ini) has no correlate store: the family property is reported as
-    not measured, the others are measured from the stores, and --check asking for it exits 2."""
+    not measured, the others are measured from the stores (in the report too), and --check asking for it
+    exits 2."""
 
     def setUp(self):
         self.tmp = tempfile.TemporaryDirectory()
@@ -115,6 +117,16 @@ class RunWithoutCorrelate(unittest.TestCase):
         self.assertIn("90.0 (2 cells)", text)          # (100 + 80) / 2 within 128 tokens
         self.assertIn("1 of 6 = 16.7 %", text)
         self.assertIn("mask top-1 retrieval heads", text)
+
+    def test_the_report_shows_the_table_and_what_it_could_not_measure(self):
+        out = os.path.join(self.tmp.name, "figures")
+        r = subprocess.run([sys.executable, os.path.join(HERE, "..", "..", "analysis", "report.py"), self.tmp.name,
+                            "--out", out], capture_output=True, text=True, env=dict(os.environ, MPLBACKEND="Agg"))
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        with open(os.path.join(out, "report.md"), encoding="utf-8") as f:
+            text = f.read()
+        self.assertIn("4 of 6 properties hold.", text)
+        self.assertIn("Not measured: family", text)
 
     def test_check_exits_2_only_when_it_asks_for_the_unmeasured_kind(self):
         self.assertEqual(self.run_main("--check", "niah")[0], 0)
