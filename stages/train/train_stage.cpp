@@ -68,6 +68,12 @@ struct TrainSettings {
   int64_t qa_items = 0, reasoning_items = 0, qa_context_words = 0, curriculum_start = 0;
   double long_full_share = 0;  // long after its ramp: share of steps at the full context
   uint64_t seed = 0;
+
+  // Dimensions per attention head: head_dim, or hidden / heads when it is 0 (0 when that does not divide).
+  int64_t head_size() const {
+    if (head_dim > 0) return head_dim;
+    return heads > 0 && hidden % heads == 0 ? hidden / heads : 0;
+  }
 };
 
 TrainSettings read_settings(const pipeline::Config& c, const fs::path& run_dir) {
@@ -390,9 +396,8 @@ void TrainStage::declare(pipeline::ConfigSchema& schema) const {
 
 void TrainStage::plan(const pipeline::Config& job, std::ostream& out) const {
   const TrainSettings s = read_settings(job, pipeline::run_dir_of(job));
-  const int64_t head_size = s.head_dim > 0 ? s.head_dim : s.hidden / std::max<int64_t>(1, s.heads);
   out << "  zoo " << s.out.string() << ": dims " << s.hidden << " x " << s.layers << " layers x " << s.heads
-      << " heads of " << head_size << "\n";
+      << " heads of " << s.head_size() << "\n";
   for (const auto& m : s.models) {
     const Recipe r = recipe_for(m, s);
     out << "  " << m << ": " << r.family << (r.parent.empty() ? "" : " from " + r.parent) << ", context " << r.context
@@ -412,10 +417,8 @@ void TrainStage::validate(const pipeline::StageContext& ctx) const {
                 ConfigError, "[config] ", c.source(), ": [train] models: '", m,
                 "' starts from base; add base to the list");
   }
-  const bool head_size_ok = s.head_dim > 0 ? s.head_dim % 2 == 0
-                                            : s.heads > 0 && s.hidden % s.heads == 0 && (s.hidden / s.heads) % 2 == 0;
   RHEAD_CHECK(s.hidden > 0 && s.layers > 0 && s.heads > 0 && s.kv_heads > 0 && s.heads % s.kv_heads == 0 &&
-                  s.head_dim >= 0 && head_size_ok && s.ffn > 0 && s.n_expert >= 2,
+                  s.head_dim >= 0 && s.head_size() > 0 && s.head_size() % 2 == 0 && s.ffn > 0 && s.n_expert >= 2,
               ConfigError, "[config] ", c.source(),
               ": [train] dimensions: need an even head size (head_dim, or hidden / heads when head_dim = 0), "
               "heads % kv_heads == 0, ffn > 0, experts >= 2; got hidden ",
