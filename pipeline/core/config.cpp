@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <iomanip>
 #include <set>
 #include <sstream>
 
@@ -338,6 +339,15 @@ ConfigSchema& ConfigSchema::add(const KeySpec& spec) {
   return *this;
 }
 
+ConfigSchema& ConfigSchema::tuning(const std::string& key) {
+  for (auto& k : m_keys) {
+    if (k.name != key) continue;
+    k.tuning = true;
+    return *this;
+  }
+  throw InternalError(str_cat("[config] tuning('", key, "'): no such key is declared (bug: declare it first)"));
+}
+
 const KeySpec* ConfigSchema::find(const std::string& key) const {
   for (const auto& k : m_keys) {
     if (k.name == key) return &k;
@@ -361,7 +371,7 @@ std::string ConfigSchema::describe() const {
     out << "  " << key << " (" << key_type_name(k.type) << ", "
         << (k.default_text ? "default: " + (k.default_text->empty() ? std::string("\"\"") : *k.default_text)
                            : std::string("required"))
-        << ")\n      " << k.help << "\n";
+        << (k.tuning ? ", tuning: never changes results" : "") << ")\n      " << k.help << "\n";
   }
   return out.str();
 }
@@ -609,6 +619,92 @@ std::vector<std::string> Config::section_names(const std::string& pattern) const
     std::string name = split_dots(section)[split_dots(pattern.substr(0, star)).size() - 1];
     if (std::find(out.begin(), out.end(), name) == out.end()) out.push_back(name);
   }
+  return out;
+}
+
+std::string Config::resolved_text(const std::vector<KeySpec>& specs) const {
+  auto number = [](double v) {
+    std::ostringstream o;
+    o << std::setprecision(17) << v;
+    return o.str();
+  };
+  auto value_text = [&](const std::string& key, KeyType type) -> std::string {
+    std::string out;
+    auto list = [&out](const std::string& item) { out += (out.empty() ? "" : ", ") + item; };
+    switch (type) {
+      case KeyType::String: return get_string(key);
+      case KeyType::Int: return std::to_string(get_int(key));
+      case KeyType::Float: return number(get_float(key));
+      case KeyType::Bool: return get_bool(key) ? "true" : "false";
+      case KeyType::StringList: for (const auto& v : get_strings(key)) list(v); return out;
+      case KeyType::IntList: for (auto v : get_ints(key)) list(std::to_string(v)); return out;
+      case KeyType::FloatList: for (auto v : get_floats(key)) list(number(v)); return out;
+    }
+    return out;
+  };
+  std::map<std::string, std::string> lines;  // sorted by key
+  for (const auto& spec : specs) {
+    if (spec.tuning) continue;
+    if (spec.name.find('*') == std::string::npos) {
+      if (has(spec.name)) lines[spec.name] = value_text(spec.name, spec.type);
+      continue;
+    }
+    const std::string spec_section = section_of(spec.name);
+    for (const auto& key : m_order) {
+      const std::string section = section_of(key);
+      if (!pattern_matches(spec_section, section)) continue;
+      const std::string concrete = section + spec.name.substr(spec_section.size());
+      if (has(concrete)) lines[concrete] = value_text(concrete, spec.type);
+    }
+  }
+  std::string out;
+  for (const auto& [key, value] : lines) {
+    out += key + " = ";
+    for (char ch : value) {  // one line per key: escape newlines (and so backslashes)
+      if (ch == '\n') {
+        out += "\\n";
+      } else if (ch == '\\') {
+        out += "\\\\";
+      } else {
+        out += ch;
+      }
+    }
+    out += "\n";
+  }
+  return out;
+}
+
+std::string settings_difference(const std::string& before, const std::string& now) {
+  auto parse = [](const std::string& text) {
+    std::map<std::string, std::string> out;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) {
+      auto eq = line.find(" = ");
+      if (eq != std::string::npos) out[line.substr(0, eq)] = line.substr(eq + 3);
+    }
+    return out;
+  };
+  const auto a = parse(before), b = parse(now);
+  std::set<std::string> keys;
+  for (const auto& [k, v] : a) keys.insert(k);
+  for (const auto& [k, v] : b) keys.insert(k);
+  std::vector<std::string> changes;
+  for (const auto& key : keys) {
+    auto ia = a.find(key), ib = b.find(key);
+    if (ia != a.end() && ib != b.end() && ia->second == ib->second) continue;
+    const std::string section = section_of(key);
+    const std::string name = "[" + section + "] " + key.substr(section.size() + 1);
+    if (ia == a.end()) {
+      changes.push_back(name + " = " + ib->second + " (new)");
+    } else if (ib == b.end()) {
+      changes.push_back(name + " (gone; was " + ia->second + ")");
+    } else {
+      changes.push_back(name + ": " + ia->second + " -> " + ib->second);
+    }
+  }
+  std::string out;
+  for (size_t i = 0; i < changes.size() && i < 4; ++i) out += (i ? "; " : "") + changes[i];
+  if (changes.size() > 4) out += str_cat("; and ", changes.size() - 4, " more");
   return out;
 }
 

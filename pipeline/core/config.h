@@ -32,6 +32,7 @@ struct KeySpec {
   KeyType type = KeyType::String;
   std::string help;
   std::optional<std::string> default_text;  // nullopt: required
+  bool tuning = false;  // changes how fast or how verbosely a stage runs, never what it computes
 };
 
 class ConfigSchema {
@@ -44,6 +45,9 @@ class ConfigSchema {
 
   // Adds a spec as is (no-op when a key of exactly that name is already declared).
   ConfigSchema& add(const KeySpec& spec);
+  // Marks a declared key as a tuning knob (KeySpec::tuning): left out of Config::resolved_text, so
+  // changing it neither reruns a finished stage nor discards an interrupted one's cells.
+  ConfigSchema& tuning(const std::string& key);
 
   const std::vector<KeySpec>& keys() const { return m_keys; }
   const std::string& file_kind() const { return m_file_kind; }
@@ -81,6 +85,12 @@ class Config {
   // section_names("model.*") -> {"base", "chat"} for [model.base] and [model.chat], in file order.
   std::vector<std::string> section_names(const std::string& pattern) const;
 
+  // The value of every key the specs declare (tuning keys excepted), typed and printed canonically, one "section.key = value"
+  // line per key, sorted ("*" specs: that key of every matching section in the file). Defaults are
+  // included, so "lengths = 64,96", "lengths = 64, 96" and a default of the same value give the same
+  // text: what the runner records to tell whether a stage's settings changed since its store was made.
+  std::string resolved_text(const std::vector<KeySpec>& specs) const;
+
   const std::string& source() const { return m_source; }  // file path or source name
   const std::string& text() const { return m_text; }      // full file text (stamped into stores)
 
@@ -100,6 +110,12 @@ class Config {
   std::map<std::string, Entry> m_entries;
   std::vector<std::string> m_order;  // concrete keys in file order
 };
+
+// What differs between two Config::resolved_text outputs, for messages:
+// "[generate] lengths: 64, 96, 128 -> 64, 128; [model.chat] path = zoo/chat (new)" (at most 4 keys
+// named, then a count);
+// "" when they are equal.
+std::string settings_difference(const std::string& before, const std::string& now);
 
 // Nearest candidate by edit distance, for "did you mean" hints; empty when nothing is close.
 std::string nearest_name(const std::string& name, const std::vector<std::string>& candidates);

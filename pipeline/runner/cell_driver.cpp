@@ -1,9 +1,12 @@
 #include "pipeline/runner/cell_driver.h"
 
 #include <algorithm>
+#include <fstream>
+#include <iterator>
 #include <set>
 #include <sstream>
 
+#include "pipeline/core/config.h"
 #include "pipeline/core/error.h"
 #include "pipeline/core/logging.h"
 #include "pipeline/core/progress.h"
@@ -120,7 +123,26 @@ CellRunStats run_cells(StageContext& ctx, const std::vector<WorkItem>& cells, co
   std::string done_text;
   int64_t attempt = 0;
   if (comm.rank() == 0) {
+    // Shards of an attempt with other settings (the job file changed in between) are not this job's
+    // cells: discard them rather than mix two settings in one store. Shards without settings.txt
+    // (written before it existed) are kept.
+    const fs::path settings_file = shard_dir / "settings.txt";
+    if (fs::exists(settings_file)) {
+      std::ifstream in(settings_file, std::ios::binary);
+      const std::string before((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      if (before != ctx.header.settings) {
+        log::warn(ctx.stage_name, ": the shards in ", shard_dir.string(), " were computed with other settings (",
+                  settings_difference(before, ctx.header.settings), "); discarding them");
+        fs::remove_all(shard_dir);
+      }
+    }
     fs::create_directories(shard_dir);
+    {
+      std::ofstream out(settings_file, std::ios::binary | std::ios::trunc);
+      out << ctx.header.settings;
+      RHEAD_CHECK(out.good(), StoreError, "[", ctx.stage_name, "] cannot write ", settings_file.string(),
+                  " (is the run directory writable?)");
+    }
     ShardScan scan = scan_shards(shard_dir);
     done_text = join_lines(scan.done);
     attempt = scan.next_attempt;

@@ -112,6 +112,14 @@ int resolve_threads(const Config& job) {
   return std::max(1, cores / local);
 }
 
+// What a stage's results depend on besides its inputs: the job seed and every key the stage declares
+// (Config::resolved_text), recorded in its store and compared on a rerun.
+std::string stage_settings(const Stage& stage, const Config& job) {
+  ConfigSchema own("job file");
+  stage.declare(own);
+  return "job.seed = " + std::to_string(job.get_int("job.seed")) + "\n" + job.resolved_text(own.keys());
+}
+
 // Every rank reports whether `fn` threw; all ranks throw the same CollectiveError if any did.
 template <class Fn>
 void agree(Communicator& comm, const std::string& what, Fn&& fn) {
@@ -148,11 +156,13 @@ void run_job(const StageRegistry& registry, const RunOptions& options, const Con
     const fs::path out_path = run_dir / (name + ".h5");
     const fs::path partial = run_dir / (name + ".h5.partial");
 
-    // Complete and made from the current inputs: skip. Complete but an input was recomputed since
-    // (its store_id differs from the one recorded here): rerun from scratch.
+    // Complete, made from the current inputs with the current settings: skip. Complete but stale (an
+    // input was recomputed since, so its store_id differs from the one recorded here, or the stage's
+    // own settings changed in the job file): rerun from scratch.
     const std::vector<std::string> inputs = stage.inputs(job);
+    const std::string settings = stage_settings(stage, job);
     int64_t state = 0;  // 0 missing/incomplete, 1 complete and current, 2 complete but stale
-    std::string stale_input;
+    std::string stale_reason;
     if (comm.rank() == 0 && store::is_complete(out_path)) {
       state = 1;
       store::File f = store::File::open(out_path);
@@ -161,19 +171,25 @@ void run_job(const StageRegistry& registry, const RunOptions& options, const Con
         const std::string key = "input_store_id." + input;
         if (root.has_attr(key) && root.attr_string(key) != store::store_id(run_dir / (input + ".h5"))) {
           state = 2;
-          stale_input = input;
+          stale_reason = str_cat("input '", input, "' was recomputed after ", out_path.string(), " was made");
         }
+      }
+      // Stores from before the settings attribute count as current (their settings are unknown).
+      if (state == 1 && root.has_attr("settings") && root.attr_string("settings") != settings) {
+        state = 2;
+        stale_reason = str_cat("its settings changed since ", out_path.string(), " was made (",
+                               settings_difference(root.attr_string("settings"), settings), ")");
       }
     }
     comm.broadcast(&state, sizeof state, 0);
+    comm.broadcast_string(stale_reason, 0);
     bool force = options.force;
     if (state == 1 && !force) {
       log::info("stage ", name, ": store ", out_path.string(), " is complete, skipping (use --force to rerun)");
       continue;
     }
     if (state == 2 && !force) {
-      log::info("stage ", name, ": input '", stale_input, "' was recomputed after ", out_path.string(),
-                " was made; rerunning ", name);
+      log::info("stage ", name, ": ", stale_reason, "; rerunning ", name);
       force = true;
     }
 
@@ -185,6 +201,7 @@ void run_job(const StageRegistry& registry, const RunOptions& options, const Con
     ctx.header.schema_version = stage.schema_version();
     ctx.header.job_file = fs::absolute(options.job_file).string();
     ctx.header.job_text = job.text();
+    ctx.header.settings = settings;
     ctx.header.world_size = comm.size();
     ctx.header.comm_backend = comm.backend();
 
@@ -247,8 +264,19 @@ int dry_run_job(const StageRegistry& registry, const RunOptions& options, const 
     const Stage& stage = *registry.find(name);
     const fs::path out_path = run_dir / (name + ".h5");
     out << "\n[" << name << "] " << stage.summary() << "\n";
-    if (store::is_complete(out_path) && !options.force) {
+    std::string changed;
+    if (store::is_complete(out_path)) {
+      store::File f = store::File::open(out_path);
+      store::Group root = f.root();
+      if (root.has_attr("settings")) {
+        changed = settings_difference(root.attr_string("settings"), stage_settings(stage, job));
+      }
+    }
+    if (store::is_complete(out_path) && !options.force && changed.empty()) {
       out << "  store " << out_path.string() << " is complete: would skip (--force reruns)\n";
+    } else if (!changed.empty() && !options.force) {
+      out << "  store " << out_path.string() << " is complete but its settings changed (" << changed
+          << "): would rerun\n";
     } else {
       out << "  would write " << out_path.string() << "\n";
     }

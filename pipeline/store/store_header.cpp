@@ -37,6 +37,7 @@ void write_header(Group& root, const StoreHeader& h) {
   root.set_attr("git_revision", std::string(kGitRevision));
   root.set_attr("job_file", h.job_file);
   root.set_attr("job_text", h.job_text);
+  root.set_attr("settings", h.settings);
   root.set_attr("created_utc", utc_now_iso8601());
   root.set_attr("world_size", h.world_size);
   root.set_attr("comm_backend", h.comm_backend);
@@ -49,6 +50,7 @@ StoreHeader read_header(const Group& root) {
   h.schema_version = root.attr_int("schema_version");
   h.job_file = root.attr_string("job_file");
   h.job_text = root.attr_string("job_text");
+  if (root.has_attr("settings")) h.settings = root.attr_string("settings");
   h.world_size = root.attr_int("world_size");
   h.comm_backend = root.attr_string("comm_backend");
   return h;

@@ -1,6 +1,6 @@
 // The self-description every rhead store carries at its root (docs/STORE.md):
 //   schema_version, stage, project_version, git_revision, job_file, job_text, created_utc,
-//   world_size, comm_backend, status ("running" until the very last write, then "complete").
+//   settings, world_size, comm_backend, status ("running" until the very last write, then "complete").
 #pragma once
 
 #include <cstdint>
@@ -16,6 +16,7 @@ struct StoreHeader {
   int64_t schema_version = 1;
   std::string job_file;
   std::string job_text;
+  std::string settings;  // the stage's resolved keys (Config::resolved_text), "" in stores made before them
   int64_t world_size = 1;
   std::string comm_backend;
 };

@@ -263,7 +263,11 @@ void AblateStage::declare(pipeline::ConfigSchema& schema) const {
                 "task items stop after a token containing one of these")
       .optional("ablate.task_limit", KeyType::Int, "0", "use only the first N items of each task file (0: all)")
       .optional("ablate.mean_tokens", KeyType::Int, "256",
-                "mode mean: the first N haystack tokens (BOS included) over which each head's mean output is taken");
+                "mode mean: the first N haystack tokens (BOS included) over which each head's mean output is taken")
+      // How the work is batched, not what is computed: a resumed run may change them.
+      .tuning("ablate.prefill_chunk")
+      .tuning("ablate.prefill_call")
+      .tuning("ablate.decode_batch");
 }
 
 void AblateStage::plan(const pipeline::Config& job, std::ostream& out) const {

@@ -144,7 +144,12 @@ void GenerateStage::declare(pipeline::ConfigSchema& schema) const {
                 "decoding is batch invariant (fp32 on CPU), elsewhere cells run one at a time; 1: one at a time")
       .optional("generate.argmax_on_bf16_row", KeyType::Bool, "false",
                 "argmax of the bf16-cast attention row, as the official code (ties to the lowest position)")
-      .optional("generate.span_mass", KeyType::Bool, "true", "also store attention mass inside the answer span");
+      .optional("generate.span_mass", KeyType::Bool, "true", "also store attention mass inside the answer span")
+      // How the work is batched, not what is computed: a resumed run may change them.
+      .tuning("generate.prefill_chunk")
+      .tuning("generate.prefill_call")
+      .tuning("generate.reuse_prefix")
+      .tuning("generate.decode_batch");
 }
 
 void GenerateStage::validate(const pipeline::StageContext& ctx) const {

@@ -93,7 +93,9 @@ void SelftestStage::declare(pipeline::ConfigSchema& schema) const {
       .optional("selftest.layers", KeyType::Int, "4", "layers of the synthetic capture")
       .optional("selftest.heads", KeyType::Int, "4", "heads per layer of the synthetic capture")
       .optional("selftest.work_ms", KeyType::Int, "0", "milliseconds of sleep per cell (kill/resume tests)")
-      .optional("selftest.fail_on_cell", KeyType::String, "", "throw while computing this cell id (failure tests)");
+      .optional("selftest.fail_on_cell", KeyType::String, "", "throw while computing this cell id (failure tests)")
+      .tuning("selftest.work_ms")        // a resumed test run may change them: the cells are the same
+      .tuning("selftest.fail_on_cell");
 }
 
 void SelftestStage::validate(const pipeline::StageContext& ctx) const {

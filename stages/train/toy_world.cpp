@@ -95,7 +95,8 @@ void write_text(const fs::path& path, const std::string& text) {
 
 }  // namespace
 
-ToyWorld::ToyWorld(uint64_t seed) : m_keys(kKeys), m_values(kValues), m_towns(kTowns) {
+ToyWorld::ToyWorld(uint64_t seed, double filler_value_share)
+    : m_keys(kKeys), m_values(kValues), m_towns(kTowns), m_filler_value_share(filler_value_share) {
   for (const auto* list : {&kSpecials, &kFrame, &kAdjectives, &kNouns, &kVerbs, &kPrepositions, &kAdverbs, &kKeys,
                            &kValues, &kTowns}) {
     for (const auto& w : *list) {
@@ -127,21 +128,27 @@ std::string ToyWorld::pick(SplitMix64& rng, const std::vector<std::string>& word
   return words[rng.uniform_below(words.size())];
 }
 
+std::string ToyWorld::adjective(SplitMix64& rng) const {
+  // No draw at share 0, so a world without value words in its filler is the one it always was.
+  if (m_filler_value_share > 0 && chance(rng, m_filler_value_share)) return pick(rng, m_values);
+  return pick(rng, kAdjectives);
+}
+
 std::string ToyWorld::filler_sentence(SplitMix64& rng) const {
   std::vector<std::string> w;
   switch (rng.uniform_below(4)) {
     case 0:
-      w = {"the", pick(rng, kAdjectives), pick(rng, kNouns), pick(rng, kVerbs), "the", pick(rng, kNouns)};
+      w = {"the", adjective(rng), pick(rng, kNouns), pick(rng, kVerbs), "the", pick(rng, kNouns)};
       break;
     case 1:
-      w = {"the", pick(rng, kNouns), pick(rng, kVerbs), "the", pick(rng, kAdjectives), pick(rng, kNouns),
+      w = {"the", pick(rng, kNouns), pick(rng, kVerbs), "the", adjective(rng), pick(rng, kNouns),
            pick(rng, kPrepositions), "the", pick(rng, kNouns)};
       break;
     case 2:
       w = {"a", pick(rng, kNouns), pick(rng, kAdverbs), pick(rng, kVerbs), "a", pick(rng, kNouns)};
       break;
     default:
-      w = {"the", pick(rng, kAdjectives), pick(rng, kNouns), "and", "the", pick(rng, kNouns), pick(rng, kVerbs),
+      w = {"the", adjective(rng), pick(rng, kNouns), "and", "the", pick(rng, kNouns), pick(rng, kVerbs),
            "the", pick(rng, kNouns)};
   }
   w.push_back(".");

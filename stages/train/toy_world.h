@@ -52,7 +52,9 @@ struct TrainingMix {
 
 class ToyWorld {
  public:
-  explicit ToyWorld(uint64_t seed);
+  // filler_value_share: the chance that a filler adjective is a value word ("the copper boat"), so that
+  // a needle's words are not the only ones of their kind in a haystack.
+  explicit ToyWorld(uint64_t seed, double filler_value_share = 0);
 
   const std::vector<std::string>& vocab() const { return m_vocab; }
   int64_t id(const std::string& word) const;  // InputError for a word outside the vocabulary
@@ -85,6 +87,7 @@ class ToyWorld {
 
  private:
   std::string pick(SplitMix64& rng, const std::vector<std::string>& words) const;
+  std::string adjective(SplitMix64& rng) const;  // an adjective slot of a filler sentence
   std::vector<std::string> needle_words(const KeyValue& kv) const;
   std::vector<std::string> question_words(const KeyValue& kv) const;
 
@@ -102,6 +105,7 @@ class ToyWorld {
   std::map<std::string, int64_t> m_ids;
   std::vector<std::string> m_keys, m_values, m_towns;
   std::map<std::string, std::string> m_road;  // town -> next town (a random permutation cycle)
+  double m_filler_value_share = 0;
 };
 
 }  // namespace stages

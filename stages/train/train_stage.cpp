@@ -62,6 +62,8 @@ struct TrainSettings {
   int64_t context = 0, long_factor = 0, batch = 0, long_batch = 0, eval_every = 0, n_expert = 0;
   double rope_theta = 0, long_rope_theta = 0, lr = 0, finetune_lr = 0, answer_weight = 0;
   double weight_decay = 0, head_sparsity = 0;
+  double filler_values = 0;  // chance that a filler adjective is a value word (ToyWorld)
+  double adam_eps = 1e-8;  // AdamW's epsilon: larger values damp the updates of parameters with small gradients
   std::vector<double> mix;  // niah, qa, reasoning, copy
   std::map<std::string, int64_t> steps;
   std::string other_family;
@@ -101,6 +103,8 @@ TrainSettings read_settings(const pipeline::Config& c, const fs::path& run_dir) 
   s.answer_weight = c.get_float("train.answer_weight");
   s.weight_decay = c.get_float("train.weight_decay");
   s.head_sparsity = c.get_float("train.head_sparsity");
+  s.adam_eps = c.get_float("train.adam_eps");
+  s.filler_values = c.get_float("train.filler_values");
   s.mix = c.get_floats("train.mix");
   for (const auto& m : kZoo) s.steps[m] = c.get_int("train." + m + "_steps");
   s.other_family = c.get_string("train.other_family");
@@ -146,6 +150,8 @@ struct Recipe {
     if (s.head_dim > 0) o << " head_dim=" << s.head_dim;
     if (s.threads != 1) o << " threads=" << s.threads;  // the weights depend on it (summation order)
     if (s.head_sparsity > 0) o << " head_sparsity=" << s.head_sparsity;
+    if (s.adam_eps != 1e-8) o << " adam_eps=" << s.adam_eps;
+    if (s.filler_values > 0) o << " filler_values=" << s.filler_values;
     return o.str();
   }
 };
@@ -264,7 +270,8 @@ TrainLog train_model(const Recipe& r, const TrainSettings& s, const ToyWorld& wo
   TrainLog log;
   log.parameters = model->parameter_count();
   auto params = model->parameters();
-  torch::optim::AdamW opt(params, torch::optim::AdamWOptions(r.lr).betas({0.9, 0.95}).weight_decay(s.weight_decay));
+  torch::optim::AdamW opt(
+      params, torch::optim::AdamWOptions(r.lr).betas({0.9, 0.95}).eps(s.adam_eps).weight_decay(s.weight_decay));
 
   // Held out: needle-in-a-haystack samples only (the ability the zoo exists for), at full context.
   SplitMix64 val_rng(r.init_seed ^ 0x76616cull);
@@ -372,6 +379,9 @@ void TrainStage::declare(pipeline::ConfigSchema& schema) const {
       .optional("train.finetune_lr", KeyType::Float, "1e-3", "peak learning rate of long, chat and moe")
       .optional("train.answer_weight", KeyType::Float, "10", "loss weight of answer tokens")
       .optional("train.weight_decay", KeyType::Float, "0.1", "AdamW weight decay")
+      .optional("train.filler_values", KeyType::Float, "0",
+                "chance that a filler adjective is a value word (needle words then also occur in the haystack)")
+      .optional("train.adam_eps", KeyType::Float, "1e-8", "AdamW epsilon (the denominator's floor)")
       .optional("train.head_sparsity", KeyType::Float, "0",
                 "group-lasso weight on each attention head's output-projection norm, every member (0: off; "
                 "docs/ZOO.md: it does not make retrieval heads reliably sparser)")
@@ -437,6 +447,10 @@ void TrainStage::validate(const pipeline::StageContext& ctx) const {
               ": [train] long_full_share must be in [0, 1], got ", s.long_full_share);
   RHEAD_CHECK(s.head_sparsity >= 0, ConfigError, "[config] ", c.source(),
               ": [train] head_sparsity must be >= 0 (0: off), got ", s.head_sparsity);
+  RHEAD_CHECK(s.filler_values >= 0 && s.filler_values <= 1, ConfigError, "[config] ", c.source(),
+              ": [train] filler_values must be in [0, 1], got ", s.filler_values);
+  RHEAD_CHECK(s.adam_eps > 0 && s.weight_decay >= 0, ConfigError, "[config] ", c.source(),
+              ": [train] need adam_eps > 0 and weight_decay >= 0, got ", s.adam_eps, " and ", s.weight_decay);
   RHEAD_CHECK(s.threads >= 0, ConfigError, "[config] ", c.source(), ": [train] threads: got ", s.threads,
               ", expected >= 0 (0: the job's threads)");
   RHEAD_CHECK(s.curriculum_start >= 32, ConfigError, "[config] ", c.source(),
@@ -454,7 +468,7 @@ void TrainStage::run(pipeline::StageContext& ctx) {
   if (threads != ctx.threads) {
     pipeline::log::info("train: ", threads, " compute thread(s) per rank ([train] threads; the job's: ", ctx.threads, ")");
   }
-  const ToyWorld world(s.seed);
+  const ToyWorld world(s.seed, s.filler_values);
   if (ctx.comm.rank() == 0) {
     fs::create_directories(s.out);
     world.write_files(s.out / "world", s.qa_items, s.reasoning_items, s.qa_context_words);

@@ -1,5 +1,5 @@
 // End-to-end runs of the real binary on the selftest stage: rank-count independence, kill -9 and
-// resume, a failing rank ending the job, and bad job files.
+// resume, a failing rank ending the job, reruns after the job file changed, and bad job files.
 #include <gtest/gtest.h>
 
 #include <regex>
@@ -136,6 +136,63 @@ TEST(E2ESelftest, OneFailingRankEndsEveryRankWithItsMessage) {
   EXPECT_LT(r.seconds, 60);
   EXPECT_NE(r.output.find("error: [selftest] cell m1.n0.L1000.D0: failing on purpose"), std::string::npos) << r.output;
   EXPECT_TRUE(std::regex_search(r.output, std::regex("\\[rank [0-2]/3\\] error"))) << r.output;
+}
+
+TEST(E2ESelftest, ChangedSettingsRerunTheStageAndTuningKeysDoNot) {
+  test_support::TempDir dir("e2e-settings");
+  test_support::write_text_file(dir.path() / "job.ini", job_text(0));
+  auto reference = test_support::run_rhead(dir.path(), 0, "job.ini --set selftest.steps=4 --set job.run_dir=runs/ref");
+  ASSERT_EQ(reference.exit_code, 0) << reference.output;
+  const std::string steps4 = test_support::store_digest(dir.path() / "runs/ref/selftest.h5");
+
+  auto first = test_support::run_rhead(dir.path(), 0, "job.ini");
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  const fs::path store = dir.path() / "runs/e2e/selftest.h5";
+  ASSERT_NE(test_support::store_digest(store), steps4) << "steps = 4 must change the cells for this test to mean anything";
+  // A tuning key (work_ms: how slowly, not what) does not make the store stale.
+  auto tuned = test_support::run_rhead(dir.path(), 0, "job.ini --set selftest.work_ms=1");
+  ASSERT_EQ(tuned.exit_code, 0) << tuned.output;
+  EXPECT_NE(tuned.output.find("is complete, skipping"), std::string::npos) << tuned.output;
+  // Any other key does: the stage reruns, says why, and gives what a fresh run with that key gives.
+  auto changed = test_support::run_rhead(dir.path(), 0, "job.ini --set selftest.steps=4");
+  ASSERT_EQ(changed.exit_code, 0) << changed.output;
+  EXPECT_NE(changed.output.find("stage selftest: its settings changed since"), std::string::npos) << changed.output;
+  EXPECT_NE(changed.output.find("([selftest] steps: 5 -> 4); rerunning selftest"), std::string::npos) << changed.output;
+  EXPECT_EQ(test_support::store_digest(store), steps4);
+  auto dry = test_support::run_rhead(dir.path(), 0, "job.ini --dry-run");
+  EXPECT_NE(dry.output.find("is complete but its settings changed ([selftest] steps: 4 -> 5): would rerun"),
+            std::string::npos) << dry.output;
+}
+
+TEST(E2ESelftest, ResumeKeepsCellsOfTheSameSettingsAndDiscardsOthers) {
+  test_support::TempDir dir("e2e-resume-settings");
+  // The failing cell is dealt last, so the run stops with every other cell finished in its shard.
+  test_support::write_text_file(dir.path() / "job.ini", job_text(0, "fail_on_cell = m1.n0.L1000.D0\n"));
+  auto reference = test_support::run_rhead(dir.path(), 0,
+                                           "job.ini --set selftest.fail_on_cell= --set selftest.steps=4 "
+                                           "--set job.run_dir=runs/ref");
+  ASSERT_EQ(reference.exit_code, 0) << reference.output;
+  for (const char* run : {"same", "other"}) {
+    const std::string run_dir = std::string("runs/") + run;
+    auto failed = test_support::run_rhead(dir.path(), 0, "job.ini --set job.run_dir=" + run_dir);
+    ASSERT_NE(failed.exit_code, 0) << failed.output;
+    const int64_t finished = count_finished_cells_in_shards(dir.path() / run_dir / "selftest.shards");
+    ASSERT_GT(finished, 0) << failed.output;
+
+    // fail_on_cell is a tuning key: clearing it resumes; changing steps discards the finished cells.
+    const bool same = std::string(run) == "same";
+    auto again = test_support::run_rhead(dir.path(), 0, "job.ini --set selftest.fail_on_cell= --set job.run_dir=" +
+                                                            run_dir + (same ? "" : " --set selftest.steps=4"));
+    ASSERT_EQ(again.exit_code, 0) << again.output;
+    const std::string resumed = "resume: " + std::to_string(finished) + " of " + std::to_string(kCells);
+    const std::string discarded = "were computed with other settings ([selftest] steps: 5 -> 4); discarding them";
+    EXPECT_EQ(again.output.find(resumed) != std::string::npos, same) << again.output;
+    EXPECT_EQ(again.output.find(discarded) != std::string::npos, !same) << again.output;
+    if (!same) {
+      EXPECT_EQ(test_support::store_digest(dir.path() / run_dir / "selftest.h5"),
+                test_support::store_digest(dir.path() / "runs/ref/selftest.h5"));
+    }
+  }
 }
 
 TEST(E2ESelftest, BadJobFilesGiveOneClearError) {

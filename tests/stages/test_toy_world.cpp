@@ -7,6 +7,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 
 #include "models/tokenizer/tokenizer.h"
 #include "stages/generate/needles.h"
@@ -120,6 +121,33 @@ TEST(ToyWorld, TaskSamplesArePackedItemsEndingInEos) {
     }
   }
   EXPECT_GT(items, 40);
+}
+
+TEST(ToyWorld, FillerValueShareTurnsAdjectiveSlotsIntoValueWords) {
+  // The value words of the vocabulary: those a needle's answer is drawn from.
+  ToyWorld plain(5);
+  SplitMix64 draw(1);
+  std::set<std::string> values;
+  for (int i = 0; i < 400; ++i) {
+    for (const auto& w : plain.draw_key_value(draw, 3).value) values.insert(w);
+  }
+  auto value_words_in_filler = [&](double share) {
+    ToyWorld world(5, share);
+    SplitMix64 rng(2);
+    std::istringstream words(world.filler(rng, 4000));
+    int64_t n = 0, total = 0;
+    for (std::string w; words >> w; ++total) n += values.count(w);
+    return static_cast<double>(n) / static_cast<double>(total);
+  };
+  // Share 0 (the default): no value word in any filler, and the same text as a world made without it.
+  EXPECT_EQ(value_words_in_filler(0), 0.0);
+  SplitMix64 a(9), b(9);
+  EXPECT_EQ(ToyWorld(5, 0).filler(a, 500), plain.filler(b, 500));
+  // Three of the four sentence forms (7 or 10 words with the ".") have one adjective slot each:
+  // 0.75 / 8.5 = 0.088 of the words.
+  const double all = value_words_in_filler(1), half = value_words_in_filler(0.5);
+  EXPECT_NEAR(all, 0.088, 0.01);
+  EXPECT_NEAR(half, all / 2, 0.015);
 }
 
 TEST(ToyWorld, RoadMapIsOneCycleAndFilesFollowTheirFormats) {

@@ -94,23 +94,33 @@ TEST(TrainE2E, RerunSkipsTrainedMembersAndAChangedRecipeRetrainsOnlyThem) {
 }
 
 TEST(TrainE2E, TrainingUsesOneThreadWhateverTheJobsThreadCount) {
-  // The weights depend on the thread count (summation order): [train] threads = 2 trains other weights
-  // than 1, which is what makes the default of 1 matter: a job with 2 threads per rank still trains
-  // the 1-thread zoo, byte for byte.
-  TempDir one("train_t1"), job2("train_t2"), train2("train_tt2");
-  test_support::write_text_file(one.path() / "job.ini", job("models = base\n"));
-  std::string two_threads = job("models = base\n");
-  two_threads.replace(two_threads.find("threads = 1"), 11, "threads = 2");
-  test_support::write_text_file(job2.path() / "job.ini", two_threads);
-  test_support::write_text_file(train2.path() / "job.ini", job("models = base\nthreads = 2\n"));
-  for (auto* d : {&one, &job2, &train2}) {
-    auto r = run_rhead(d->path(), 0, "job.ini");
-    ASSERT_EQ(r.exit_code, 0) << r.output;
+  // The weights can depend on the thread count (summation order): [train] threads = 2 may train other
+  // weights than 1, which is what makes the default of 1 matter: a job with 2 threads per rank still
+  // trains the 1-thread zoo, byte for byte. Whether 2 threads change the bits depends on the shapes and
+  // the CPU's kernels (measured on one host: batch 8 does, batch 2 and 32 do not; another host: batch 2
+  // did), so two batch sizes are tried for the control that shows this test can fail.
+  bool threads_changed_the_weights = false;
+  for (int batch : {2, 8}) {
+    SCOPED_TRACE("batch " + std::to_string(batch));
+    TempDir one("train_t1"), job2("train_t2"), train2("train_tt2");
+    const std::string set_batch = " --set train.batch=" + std::to_string(batch);
+    test_support::write_text_file(one.path() / "job.ini", job("models = base\n"));
+    std::string two_threads = job("models = base\n");
+    two_threads.replace(two_threads.find("threads = 1"), 11, "threads = 2");
+    test_support::write_text_file(job2.path() / "job.ini", two_threads);
+    test_support::write_text_file(train2.path() / "job.ini", job("models = base\nthreads = 2\n"));
+    for (auto* d : {&one, &job2, &train2}) {
+      auto r = run_rhead(d->path(), 0, "job.ini" + set_batch);
+      ASSERT_EQ(r.exit_code, 0) << r.output;
+    }
+    const fs::path w = fs::path("run") / "zoo" / "base" / "model.safetensors";
+    EXPECT_TRUE(bytes(job2.path() / w) == bytes(one.path() / w)) << "[job] threads = 2 changed the trained weights";
+    threads_changed_the_weights |= bytes(train2.path() / w) != bytes(one.path() / w);
   }
-  const fs::path w = fs::path("run") / "zoo" / "base" / "model.safetensors";
-  EXPECT_EQ(bytes(job2.path() / w), bytes(one.path() / w)) << "[job] threads = 2 changed the trained weights";
-  EXPECT_NE(bytes(train2.path() / w), bytes(one.path() / w))
-      << "2 training threads gave the 1-thread weights: this test no longer shows that the default matters";
+  if (!threads_changed_the_weights) {
+    GTEST_SKIP() << "on this host 2 training threads gave the 1-thread weights at batch 2 and 8, so the "
+                    "control cannot show that the default matters (the equality above still held)";
+  }
 }
 
 TEST(TrainE2E, HeadSparsityShrinksEveryHeadsOutputProjection) {
@@ -162,6 +172,8 @@ TEST(TrainE2E, BadRecipesStopBeforeTraining) {
       {"head_sparsity = -0.1\n", "head_sparsity must be >= 0"},
       {"threads = -1\n", "[train] threads: got -1"},
       {"head_dim = 3\n", "need an even head size"},
+      {"filler_values = 1.5\n", "filler_values must be in [0, 1], got 1.5"},
+      {"adam_eps = 0\n", "need adam_eps > 0 and weight_decay >= 0, got 0 and 0.1"},
   };
   TempDir dir("train_bad");
   for (const auto& [lines, message] : cases) {

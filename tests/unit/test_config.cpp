@@ -139,3 +139,37 @@ TEST(Config, NearestName) {
   EXPECT_EQ(pipeline::nearest_name("selftset", {"selftest", "score", "generate"}), "selftest");
   EXPECT_EQ(pipeline::nearest_name("qqqqqqqq", {"selftest", "score"}), "");
 }
+
+TEST(Config, ResolvedTextIsCanonicalAndSkipsTuningKeys) {
+  ConfigSchema s = schema();
+  s.optional("grid.batch", KeyType::Int, "8", "cells per batch").tuning("grid.batch");
+  auto resolved = [&](const std::string& text) {
+    return Config::parse_text(s, "[job]\nname = x\n" + text, "t.ini").resolved_text(s.keys());
+  };
+  const std::string plain = resolved("[grid]\nlengths = 1000,25500, 50000\n[model.base]\npath = /m\n");
+  // One sorted line per key, defaults included, "*" keys per section of the file; tuning keys left out.
+  EXPECT_EQ(plain,
+            "grid.depths = 0\ngrid.lengths = 1000, 25500, 50000\njob.name = x\njob.rate = 0.5\njob.seed = 1234\n"
+            "job.stages = \njob.verbose = false\nmodel.base.family = auto\nmodel.base.path = /m\n");
+  // The same values written otherwise (spaces, linspace, a default spelled out, a tuning key) give the same text.
+  EXPECT_EQ(resolved("[job]\nseed = 1234\n[grid]\nlengths = linspace(1000, 50000, 3)\nbatch = 2\n"
+                     "[model.base]\npath = /m\nfamily = auto\n"),
+            plain);
+  // Any other value does not; a newline in a string stays on its line.
+  EXPECT_NE(resolved("[grid]\nlengths = 1000, 50000\n[model.base]\npath = /m\n"), plain);
+  EXPECT_NE(resolved("[job]\nrate = 0.50000001\n[model.base]\npath = /m\n"), plain);
+  EXPECT_NE(resolved("[model.base]\npath = /m\n[model.chat]\npath = /c\n"), plain);
+  EXPECT_NE(resolved("[model.base]\npath = \"/m\\nx\"\n").find("model.base.path = /m\\nx\n"), std::string::npos);
+
+  EXPECT_THROW(s.tuning("grid.nope"), pipeline::InternalError);
+  EXPECT_NE(s.describe().find("batch (integer, default: 8, tuning: never changes results)"), std::string::npos);
+}
+
+TEST(Config, SettingsDifferenceNamesTheChangedKeys) {
+  EXPECT_EQ(pipeline::settings_difference("a.x = 1\nb.y = 2\n", "a.x = 1\nb.y = 2\n"), "");
+  EXPECT_EQ(pipeline::settings_difference("a.x = 1\nb.y = 2\n", "a.x = 1\nb.y = 3\nm.c.path = /c\n"),
+            "[b] y: 2 -> 3; [m.c] path = /c (new)");
+  EXPECT_EQ(pipeline::settings_difference("a.x = 1\nb.y = 2\n", "b.y = 2\n"), "[a] x (gone; was 1)");
+  EXPECT_EQ(pipeline::settings_difference("", "a.a = 1\na.b = 1\na.c = 1\na.d = 1\na.e = 1\na.f = 1\n"),
+            "[a] a = 1 (new); [a] b = 1 (new); [a] c = 1 (new); [a] d = 1 (new); and 2 more");
+}
