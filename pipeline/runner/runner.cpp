@@ -259,12 +259,12 @@ int dry_run_job(const StageRegistry& registry, const RunOptions& options, const 
   out << "dry run of job '" << job.get_string("job.name") << "' (" << job.source() << "), run dir "
       << run_dir.string() << ": " << stages.size() << " stage(s); nothing is written\n";
   int failed = 0;
-  std::vector<std::string> earlier;
+  std::vector<std::string> earlier, rewritten;  // stages of this job before this one; those it would write
   for (const auto& name : stages) {
     const Stage& stage = *registry.find(name);
     const fs::path out_path = run_dir / (name + ".h5");
     out << "\n[" << name << "] " << stage.summary() << "\n";
-    std::string changed;
+    std::string changed, rewritten_input;
     if (store::is_complete(out_path)) {
       store::File f = store::File::open(out_path);
       store::Group root = f.root();
@@ -272,13 +272,22 @@ int dry_run_job(const StageRegistry& registry, const RunOptions& options, const 
         changed = settings_difference(root.attr_string("settings"), stage_settings(stage, job));
       }
     }
-    if (store::is_complete(out_path) && !options.force && changed.empty()) {
-      out << "  store " << out_path.string() << " is complete: would skip (--force reruns)\n";
-    } else if (!changed.empty() && !options.force) {
+    for (const auto& input : stage.inputs(job)) {
+      if (std::find(rewritten.begin(), rewritten.end(), input) != rewritten.end()) rewritten_input = input;
+    }
+    if (!store::is_complete(out_path) || options.force) {
+      out << "  would write " << out_path.string() << "\n";
+      rewritten.push_back(name);
+    } else if (!changed.empty()) {
       out << "  store " << out_path.string() << " is complete but its settings changed (" << changed
           << "): would rerun\n";
+      rewritten.push_back(name);
+    } else if (!rewritten_input.empty()) {
+      out << "  store " << out_path.string() << " is complete but would rerun after its input '" << rewritten_input
+          << "' is rewritten\n";
+      rewritten.push_back(name);
     } else {
-      out << "  would write " << out_path.string() << "\n";
+      out << "  store " << out_path.string() << " is complete: would skip (--force reruns)\n";
     }
     for (const auto& input : stage.inputs(job)) {
       const bool from_job = std::find(earlier.begin(), earlier.end(), input) != earlier.end();

@@ -301,6 +301,18 @@ TEST(E2EScoreStages, SyntheticGenerateStoreIdenticalAtOneTwoThreeRanks) {
     EXPECT_EQ(dc, corr_ref) << "correlate.h5 differs from the single-process run";
   }
 
+  // A changed key reruns its stage and, through the recomputed input, every stage after it.
+  auto dry = test_support::run_rhead(dir.path(), 0,
+                                     "job.ini --stages score,correlate --dry-run --set job.run_dir=runs/np3 "
+                                     "--set score.export_dir=elsewhere");
+  EXPECT_NE(dry.output.find("score.h5 is complete but its settings changed ([score] export_dir: exported -> "
+                            "elsewhere): would rerun"),
+            std::string::npos) << dry.output;
+  EXPECT_NE(dry.output.find("correlate.h5 is complete but would rerun after its input 'score' is rewritten"),
+            std::string::npos) << dry.output;
+  auto same = test_support::run_rhead(dir.path(), 0, "job.ini --stages score,correlate --set job.run_dir=runs/np3");
+  EXPECT_EQ(same.output.find("rerunning"), std::string::npos) << same.output;
+
   const fs::path run_dir = dir.path() / "runs" / "np3";
   File sf = File::open(run_dir / "score.h5");
   Group models = sf.root().open_group("models");
