@@ -85,10 +85,11 @@ class Config {
   // section_names("model.*") -> {"base", "chat"} for [model.base] and [model.chat], in file order.
   std::vector<std::string> section_names(const std::string& pattern) const;
 
-  // The value of every key the specs declare (tuning keys excepted), typed and printed canonically, one "section.key = value"
-  // line per key, sorted ("*" specs: that key of every matching section in the file). Defaults are
-  // included, so "lengths = 64,96", "lengths = 64, 96" and a default of the same value give the same
-  // text: what the runner records to tell whether a stage's settings changed since its store was made.
+  // The value of every key the specs declare (tuning keys excepted), typed and printed canonically:
+  // one "section.key = value" line per key, sorted ("*" specs: that key of every matching section in
+  // the file). Defaults are included, so "lengths = 64,96", "lengths = 64, 96" and a default of the
+  // same value give the same text: what the runner records to tell whether a stage's settings changed
+  // since its store was made.
   std::string resolved_text(const std::vector<KeySpec>& specs) const;
 
   const std::string& source() const { return m_source; }  // file path or source name
@@ -111,10 +112,9 @@ class Config {
   std::vector<std::string> m_order;  // concrete keys in file order
 };
 
-// What differs between two Config::resolved_text outputs, for messages:
+// What differs between two Config::resolved_text outputs, for messages, "" when they are equal:
 // "[generate] lengths: 64, 96, 128 -> 64, 128; [model.chat] path = zoo/chat (new)" (at most 4 keys
-// named, then a count);
-// "" when they are equal.
+// named, then a count).
 std::string settings_difference(const std::string& before, const std::string& now);
 
 // Nearest candidate by edit distance, for "did you mean" hints; empty when nothing is close.

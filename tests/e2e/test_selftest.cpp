@@ -148,7 +148,7 @@ TEST(E2ESelftest, ChangedSettingsRerunTheStageAndTuningKeysDoNot) {
   auto first = test_support::run_rhead(dir.path(), 0, "job.ini");
   ASSERT_EQ(first.exit_code, 0) << first.output;
   const fs::path store = dir.path() / "runs/e2e/selftest.h5";
-  ASSERT_NE(test_support::store_digest(store), steps4) << "steps = 4 must change the cells for this test to mean anything";
+  ASSERT_NE(test_support::store_digest(store), steps4) << "steps = 4 must change the cells, or this test shows nothing";
   // A tuning key (work_ms: how slowly, not what) does not make the store stale.
   auto tuned = test_support::run_rhead(dir.path(), 0, "job.ini --set selftest.work_ms=1");
   ASSERT_EQ(tuned.exit_code, 0) << tuned.output;
