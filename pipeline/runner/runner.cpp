@@ -264,8 +264,9 @@ int dry_run_job(const StageRegistry& registry, const RunOptions& options, const 
     const Stage& stage = *registry.find(name);
     const fs::path out_path = run_dir / (name + ".h5");
     out << "\n[" << name << "] " << stage.summary() << "\n";
+    const bool complete = store::is_complete(out_path);
     std::string changed, rewritten_input;
-    if (store::is_complete(out_path)) {
+    if (complete) {
       store::File f = store::File::open(out_path);
       store::Group root = f.root();
       if (root.has_attr("settings")) {
@@ -275,7 +276,7 @@ int dry_run_job(const StageRegistry& registry, const RunOptions& options, const 
     for (const auto& input : stage.inputs(job)) {
       if (std::find(rewritten.begin(), rewritten.end(), input) != rewritten.end()) rewritten_input = input;
     }
-    if (!store::is_complete(out_path) || options.force) {
+    if (!complete || options.force) {
       out << "  would write " << out_path.string() << "\n";
       rewritten.push_back(name);
     } else if (!changed.empty()) {

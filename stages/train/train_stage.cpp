@@ -53,6 +53,8 @@ namespace {
 
 const std::vector<std::string> kZoo = {"base", "long", "chat", "moe", "other"};
 
+constexpr double kDefaultAdamEps = 1e-8;  // AdamW's epsilon in torch and in the v7 recipe ("1e-8" below)
+
 struct TrainSettings {
   fs::path out;  // zoo folder: <out>/<model>, <out>/world
   std::vector<std::string> models;
@@ -63,7 +65,7 @@ struct TrainSettings {
   double rope_theta = 0, long_rope_theta = 0, lr = 0, finetune_lr = 0, answer_weight = 0;
   double weight_decay = 0, head_sparsity = 0;
   double filler_values = 0;  // chance that a filler adjective is a value word (ToyWorld)
-  double adam_eps = 1e-8;  // AdamW's epsilon: larger values damp the updates of parameters with small gradients
+  double adam_eps = kDefaultAdamEps;  // larger values damp the updates of parameters with small gradients
   std::vector<double> mix;  // niah, qa, reasoning, copy
   std::map<std::string, int64_t> steps;
   std::string other_family;
@@ -150,7 +152,7 @@ struct Recipe {
     if (s.head_dim > 0) o << " head_dim=" << s.head_dim;
     if (s.threads != 1) o << " threads=" << s.threads;  // the weights depend on it (summation order)
     if (s.head_sparsity > 0) o << " head_sparsity=" << s.head_sparsity;
-    if (s.adam_eps != 1e-8) o << " adam_eps=" << s.adam_eps;
+    if (s.adam_eps != kDefaultAdamEps) o << " adam_eps=" << s.adam_eps;
     if (s.filler_values > 0) o << " filler_values=" << s.filler_values;
     return o.str();
   }
