@@ -152,13 +152,7 @@ def measure(run_dir: str) -> Tuple[List[Check], Dict[str, str]]:
         k = n_retrieval.get(model, 0)
         if k == 0 or not summary.rows:
             continue
-        unmasked, top, rand, seeds = masking_effect(summary, k)
-        checks.append(Check(f"{model}: mask top-{k} retrieval heads", f"NIAH {top:.1f} of {unmasked:.1f}",
-                            f"<= {TOP_MASK_MAX_SHARE:.0%} of unmasked",
-                            top <= TOP_MASK_MAX_SHARE * unmasked, "masking"))
-        checks.append(Check(f"{model}: mask {k} random heads ({seeds} seeds)", f"NIAH {rand:.1f} of {unmasked:.1f}",
-                            f">= {RANDOM_MASK_MIN_SHARE:.0%} of unmasked",
-                            seeds > 0 and rand >= RANDOM_MASK_MIN_SHARE * unmasked, "masking"))
+        checks += masking_checks(model, k, summary)
         kinds = {name: t.kind for name, t in summary.tasks.items()}
         for _, cot, direct in ad.pair_cot_tasks(kinds):
             if cot is None or direct is None:
@@ -169,6 +163,18 @@ def measure(run_dir: str) -> Tuple[List[Check], Dict[str, str]]:
                                 f"EM {cu:.0f}->{ct:.0f} (-{100 * cd:.0f} %) vs {du:.0f}->{dt:.0f} (-{100 * dd:.0f} %)",
                                 "cot drop > direct drop", bool(cd > dd), "cot"))
     return checks, unmeasured
+
+
+def masking_checks(model: str, k: int, summary: rs.AblateSummary) -> List[Check]:
+    """Top-K masking halves NIAH, K random heads keep most of it. A model that passes no unmasked NIAH
+    cell shows nothing about masking: both checks fail then (0 <= half of 0 is no evidence)."""
+    unmasked, top, rand, seeds = masking_effect(summary, k)
+    return [Check(f"{model}: mask top-{k} retrieval heads", f"NIAH {top:.1f} of {unmasked:.1f}",
+                  f"<= {TOP_MASK_MAX_SHARE:.0%} of unmasked",
+                  bool(unmasked > 0 and top <= TOP_MASK_MAX_SHARE * unmasked), "masking"),
+            Check(f"{model}: mask {k} random heads ({seeds} seeds)", f"NIAH {rand:.1f} of {unmasked:.1f}",
+                  f">= {RANDOM_MASK_MIN_SHARE:.0%} of unmasked",
+                  bool(unmasked > 0 and seeds > 0 and rand >= RANDOM_MASK_MIN_SHARE * unmasked), "masking")]
 
 
 def render(checks: Sequence[Check]) -> str:

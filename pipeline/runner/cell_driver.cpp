@@ -1,8 +1,9 @@
 #include "pipeline/runner/cell_driver.h"
 
 #include <algorithm>
-#include <fstream>
+#include <cstdio>
 #include <iterator>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -17,13 +18,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct ShardScan {
-  std::set<std::string> done;  // finished cell ids
-  int64_t next_attempt = 0;
-  std::vector<fs::path> files;  // readable shard files, sorted
-};
-
-// Parses "a<attempt>.r<rank>.h5"; -1 when the name does not match.
+// Parses "a<attempt>.r<rank>.h5"; -1 when the name does not match (previous.h5, the set-aside store).
 int64_t attempt_of(const fs::path& file) {
   std::string name = file.filename().string();
   if (name.size() < 4 || name[0] != 'a') return -1;
@@ -35,15 +30,27 @@ int64_t attempt_of(const fs::path& file) {
   }
 }
 
-// Rank 0 only: every finished cell in the shard files of earlier attempts.
-ShardScan scan_shards(const fs::path& dir) {
+struct ShardScan {
+  std::map<std::string, fs::path> reusable;  // cell id -> the file holding it finished with the wanted key
+  int64_t from_previous = 0;                 // of those, cells in previous.h5
+  int64_t next_attempt = 0;
+  // Finished cells of the grid whose key differs, per reason: the settings difference of their file, or
+  // "" when the settings are the same (an input changed).
+  std::map<std::string, int64_t> stale;
+};
+
+// Rank 0 only: every finished cell of the grid, in the shard files of earlier attempts and in
+// previous.h5, whose cell_key is the one wanted for it (`wanted`: cell id -> key). Cells of other keys,
+// and cells no longer in the grid, are left out. Unreadable shards are set aside as *.corrupt.
+ShardScan scan_shards(const fs::path& dir, const std::map<std::string, std::string>& wanted,
+                      const std::string& settings) {
   ShardScan scan;
   if (!fs::is_directory(dir)) return scan;
   std::vector<fs::path> candidates;
   for (const auto& entry : fs::directory_iterator(dir)) {
     if (entry.path().extension() == ".h5") candidates.push_back(entry.path());
   }
-  std::sort(candidates.begin(), candidates.end());
+  std::sort(candidates.begin(), candidates.end());  // a<n>.r<r>.h5 before previous.h5: shards win
   for (const auto& file : candidates) {
     scan.next_attempt = std::max(scan.next_attempt, attempt_of(file) + 1);
     if (!store::is_readable_hdf5(file)) {
@@ -56,12 +63,21 @@ ShardScan scan_shards(const fs::path& dir) {
     store::File f = store::File::open(file);
     store::Group root = f.root();
     if (!root.has("cells")) continue;
+    const std::string file_settings = root.has_attr("settings") ? root.attr_string("settings") : std::string();
+    const bool previous = attempt_of(file) < 0;
     store::Group cells = root.open_group("cells");
     for (const auto& id : cells.children()) {
+      auto want = wanted.find(id);
+      if (want == wanted.end() || scan.reusable.count(id)) continue;
       store::Group g = cells.open_group(id);
-      if (g.has_attr("complete") && g.attr_int("complete") == 1) scan.done.insert(id);
+      if (!g.has_attr("complete") || g.attr_int("complete") != 1) continue;
+      if (g.has_attr("cell_key") && g.attr_string("cell_key") == want->second) {
+        scan.reusable[id] = file;
+        if (previous) ++scan.from_previous;
+      } else {
+        ++scan.stale[settings_difference(file_settings, settings)];
+      }
     }
-    scan.files.push_back(file);
   }
   return scan;
 }
@@ -82,26 +98,49 @@ std::set<std::string> split_lines(const std::string& text) {
   return out;
 }
 
-// Rank 0: copies each finished cell once (first shard wins) into <output>/cells, sorted by id.
-int64_t merge_shards(const fs::path& dir, store::File& output) {
+// Rank 0: copies each reusable cell (every cell of the grid, once the stage has run) into
+// <output>/cells, sorted by id.
+int64_t merge_cells(const ShardScan& scan, store::File& output) {
   store::Group root = output.root();
   store::Group merged = root.has("cells") ? root.open_group("cells") : root.create_group("cells");
-  std::set<std::string> copied;
-  for (const auto& file : scan_shards(dir).files) {
+  std::map<fs::path, std::vector<std::string>> by_file;
+  for (const auto& [id, file] : scan.reusable) by_file[file].push_back(id);
+  int64_t copied = 0;
+  for (const auto& [file, ids] : by_file) {
     store::File f = store::File::open(file);
     store::Group cells = f.root().open_group("cells");
-    for (const auto& id : cells.children()) {
-      store::Group g = cells.open_group(id);
-      if (!g.has_attr("complete") || g.attr_int("complete") != 1 || copied.count(id)) continue;
+    for (const auto& id : ids) {
       cells.copy_child_to(id, merged, id);
-      copied.insert(id);
+      ++copied;
     }
   }
   output.flush();
-  return static_cast<int64_t>(copied.size());
+  return copied;
 }
 
 }  // namespace
+
+std::string content_digest(std::string_view bytes) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : bytes) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+std::string settings_of_model(const std::string& settings, const std::string& model) {
+  const std::string own = "model." + model + ".";
+  std::string out;
+  std::istringstream in(settings);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("model.", 0) == 0 && line.rfind(own, 0) != 0) continue;
+    out += line + "\n";
+  }
+  return out;
+}
 
 CellRunStats run_cells(StageContext& ctx, const std::vector<WorkItem>& cells, const CellHooks& hooks) {
   Communicator& comm = ctx.comm;
@@ -119,36 +158,45 @@ CellRunStats run_cells(StageContext& ctx, const std::vector<WorkItem>& cells, co
     }
   }
 
-  // Resume: rank 0 reads the shards of earlier attempts; everyone learns the finished set.
+  // Each cell's key: what its result depends on (see cell_driver.h). One key per group.
+  std::map<std::string, std::string> key_of_group;
+  std::map<std::string, std::string> wanted;  // cell id -> key
+  for (const auto& c : cells) {
+    auto it = key_of_group.find(c.group);
+    if (it == key_of_group.end()) {
+      const std::string settings =
+          hooks.groups_are_models ? settings_of_model(ctx.header.settings, c.group) : ctx.header.settings;
+      const std::string inputs = hooks.group_inputs ? hooks.group_inputs(c.group) : ctx.input_ids;
+      // The schema version too: a cell of an older layout is never merged into a newer store.
+      it = key_of_group
+               .emplace(c.group, content_digest(str_cat("schema_version = ", ctx.header.schema_version, "\n", settings,
+                                                        "inputs:\n", inputs)))
+               .first;
+    }
+    wanted[c.id] = it->second;
+  }
+
+  // Resume: rank 0 reads the shards of earlier attempts and the set-aside previous store; everyone
+  // learns which cells are finished with the key this run wants.
   std::string done_text;
-  int64_t attempt = 0;
+  int64_t attempt = 0, from_previous = 0;
   if (comm.rank() == 0) {
-    // Shards of an attempt with other settings (the job file changed in between) are not this job's
-    // cells: discard them rather than mix two settings in one store. Shards without settings.txt
-    // (written before it existed) are kept.
-    const fs::path settings_file = shard_dir / "settings.txt";
-    if (fs::exists(settings_file)) {
-      std::ifstream in(settings_file, std::ios::binary);
-      const std::string before((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      if (before != ctx.header.settings) {
-        log::warn(ctx.stage_name, ": the shards in ", shard_dir.string(), " were computed with other settings (",
-                  settings_difference(before, ctx.header.settings), "); discarding them");
-        fs::remove_all(shard_dir);
-      }
-    }
     fs::create_directories(shard_dir);
-    {
-      std::ofstream out(settings_file, std::ios::binary | std::ios::trunc);
-      out << ctx.header.settings;
-      RHEAD_CHECK(out.good(), StoreError, "[", ctx.stage_name, "] cannot write ", settings_file.string(),
-                  " (is the run directory writable?)");
+    ShardScan scan = scan_shards(shard_dir, wanted, ctx.header.settings);
+    for (const auto& [difference, n] : scan.stale) {
+      log::warn(ctx.stage_name, ": ", n, " finished cells in ", shard_dir.string(), " were computed ",
+                difference.empty() ? std::string("from other inputs") : "with other settings (" + difference + ")",
+                "; discarding them");
     }
-    ShardScan scan = scan_shards(shard_dir);
-    done_text = join_lines(scan.done);
+    std::set<std::string> done;
+    for (const auto& entry : scan.reusable) done.insert(entry.first);
+    done_text = join_lines(done);
     attempt = scan.next_attempt;
+    from_previous = scan.from_previous;
   }
   comm.broadcast_string(done_text, 0);
   comm.broadcast(&attempt, sizeof attempt, 0);
+  comm.broadcast(&from_previous, sizeof from_previous, 0);
   const std::set<std::string> done = split_lines(done_text);
   stats.attempt = attempt;
 
@@ -162,9 +210,13 @@ CellRunStats run_cells(StageContext& ctx, const std::vector<WorkItem>& cells, co
       todo_index.push_back(i);
     }
   }
-  if (stats.already_done > 0) {
-    log::info(ctx.stage_name, ": resume: ", stats.already_done, " of ", stats.total,
+  if (stats.already_done > from_previous) {
+    log::info(ctx.stage_name, ": resume: ", stats.already_done - from_previous, " of ", stats.total,
               " cells already finished in earlier attempts; computing the other ", todo.size());
+  }
+  if (from_previous > 0) {
+    log::info(ctx.stage_name, ": keeping ", from_previous, " of ", stats.total, " cells from the previous store ",
+              "(same settings and inputs for their ", hooks.groups_are_models ? "model" : "group", ")");
   }
 
   const Assignment assignment = assign_work(todo, comm.size());
@@ -214,6 +266,7 @@ CellRunStats run_cells(StageContext& ctx, const std::vector<WorkItem>& cells, co
           store::Group g = cells_group.create_group(todo[mine[j]].id);
           g.set_attr("attempt", attempt);
           g.set_attr("rank", static_cast<int64_t>(comm.rank()));
+          g.set_attr("cell_key", wanted.at(todo[mine[j]].id));
           indices.push_back(todo_index[mine[j]]);
           outs.push_back(std::move(g));
         }
@@ -257,7 +310,7 @@ CellRunStats run_cells(StageContext& ctx, const std::vector<WorkItem>& cells, co
   comm.barrier();
 
   if (comm.rank() == 0) {
-    int64_t merged = merge_shards(shard_dir, *ctx.output);
+    int64_t merged = merge_cells(scan_shards(shard_dir, wanted, ctx.header.settings), *ctx.output);
     RHEAD_CHECK(merged == stats.total, InternalError, "[", ctx.stage_name, "] merged ", merged,
                 " cells from the shards, expected ", stats.total, " (bug: please report)");
     store::Group root = ctx.output->root();

@@ -6,10 +6,19 @@
 // A cell counts as finished when its group carries the attribute complete = 1, written after all of its
 // data and followed by a flush. Each (re)run is a new attempt with new shard files, so a file damaged by
 // a kill is never appended to; unreadable shards are set aside as *.corrupt and their cells recomputed.
+//
+// Every cell also records cell_key: a digest of what its result depends on, namely the stage's schema
+// version and settings (for model-grouped stages: the stage's own keys and its model's [model.<name>]
+// keys, not the other models') and what it reads from the input stores for its group. A finished cell
+// is reused, from the shards of an earlier attempt or from <stage>.shards/previous.h5 (the store of an
+// earlier complete run that the runner set aside because the job file or an input changed), only when
+// its cell_key equals the one this run computes: adding a model to a finished job computes that
+// model's cells alone.
 #pragma once
 
 #include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "pipeline/core/sharding.h"
@@ -29,16 +38,30 @@ struct CellHooks {
   // resumes form different runs).
   std::function<void(const std::vector<size_t>& indices, std::vector<store::Group>& outs)> compute_batch;
   size_t max_batch = 1;
+  // Groups are model names ([model.<group>]): a cell's key then holds the stage's own keys and its
+  // model's keys only, so that editing or adding one model keeps the other models' cells.
+  bool groups_are_models = false;
+  // Optional: what a group's cells read from the input stores, as text (for instance a digest of one
+  // model's head scores). Unset: the store_id of every input, so any recomputed input invalidates
+  // every cell.
+  std::function<std::string(const std::string& group)> group_inputs;
 };
 
 struct CellRunStats {
   int64_t total = 0;           // cells in the stage
-  int64_t already_done = 0;    // found finished in shards of earlier attempts
+  int64_t already_done = 0;    // found finished in shards of earlier attempts or the previous store
   int64_t computed = 0;        // computed now, all ranks
   int64_t attempt = 0;         // this attempt's number (0 for a fresh stage)
 };
 
 // Runs on every rank; returns after every rank finished and rank 0 merged all cells into ctx.output.
 CellRunStats run_cells(StageContext& ctx, const std::vector<WorkItem>& cells, const CellHooks& hooks);
+
+// Hex FNV-1a (64-bit) of `bytes`: short, stable content fingerprints for cell keys (not cryptographic).
+std::string content_digest(std::string_view bytes);
+
+// The lines of a stage's settings text (Config::resolved_text) that a cell of model `model` depends
+// on: every line except the keys of other models' [model.<name>] sections.
+std::string settings_of_model(const std::string& settings, const std::string& model);
 
 }  // namespace pipeline

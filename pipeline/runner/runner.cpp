@@ -183,17 +183,24 @@ void run_job(const StageRegistry& registry, const RunOptions& options, const Con
     }
     comm.broadcast(&state, sizeof state, 0);
     comm.broadcast_string(stale_reason, 0);
-    bool force = options.force;
+    const bool force = options.force;
     if (state == 1 && !force) {
       log::info("stage ", name, ": store ", out_path.string(), " is complete, skipping (use --force to rerun)");
       continue;
     }
+    const fs::path shard_dir = run_dir / (name + ".shards");
     if (state == 2 && !force) {
+      // Set the stale store aside rather than delete it: a cell stage keeps the cells whose own
+      // settings and inputs did not change (pipeline/runner/cell_driver.h); the rest is removed when
+      // the stage completes.
       log::info("stage ", name, ": ", stale_reason, "; rerunning ", name);
-      force = true;
+      if (comm.rank() == 0) {
+        fs::create_directories(shard_dir);
+        fs::rename(out_path, shard_dir / "previous.h5");
+      }
     }
 
-    StageContext ctx{job, comm, name, run_dir, 0, 1, 10.0, {}, nullptr};
+    StageContext ctx{job, comm, name, run_dir, 0, 1, 10.0, {}, nullptr, {}};
     ctx.seed = static_cast<uint64_t>(job.get_int("job.seed"));
     ctx.threads = resolve_threads(job);
     ctx.progress_interval_s = job.get_float("job.progress_interval_s");
@@ -204,6 +211,12 @@ void run_job(const StageRegistry& registry, const RunOptions& options, const Con
     ctx.header.settings = settings;
     ctx.header.world_size = comm.size();
     ctx.header.comm_backend = comm.backend();
+    if (comm.rank() == 0) {
+      for (const auto& input : inputs) {
+        ctx.input_ids += "input_store_id." + input + " = " + store::store_id(run_dir / (input + ".h5")) + "\n";
+      }
+    }
+    comm.broadcast_string(ctx.input_ids, 0);
 
     // Inputs must be complete stores, and the stage's own checks must pass, on every rank, before any
     // collective work starts.
@@ -222,7 +235,7 @@ void run_job(const StageRegistry& registry, const RunOptions& options, const Con
       if (force) {
         std::error_code ec;
         fs::remove(out_path, ec);
-        fs::remove_all(run_dir / (name + ".shards"), ec);
+        fs::remove_all(shard_dir, ec);
       }
       output = std::make_unique<store::File>(store::File::create(partial));
       store::Group root = output->root();
@@ -246,7 +259,7 @@ void run_job(const StageRegistry& registry, const RunOptions& options, const Con
       fs::rename(partial, out_path);
       // Every finished cell is now in the store: the per-rank shards have served their purpose.
       std::error_code ec;
-      fs::remove_all(run_dir / (name + ".shards"), ec);
+      fs::remove_all(shard_dir, ec);
     }
     comm.barrier();
     log::info("stage ", name, ": complete in ", log::seconds_since_start() - t0, " s -> ", out_path.string());
@@ -305,7 +318,7 @@ int dry_run_job(const StageRegistry& registry, const RunOptions& options, const 
       out << "  checks: deferred until its inputs exist\n";
     } else {
       std::unique_ptr<Communicator> self = detail::make_self_communicator();  // checks run in this process only
-      StageContext ctx{job, *self, name, run_dir, static_cast<uint64_t>(job.get_int("job.seed")), 1, 10.0, {}, nullptr};
+      StageContext ctx{job, *self, name, run_dir, static_cast<uint64_t>(job.get_int("job.seed")), 1, 10.0, {}, nullptr, {}};
       try {
         stage.validate(ctx);
         out << "  checks: pass\n";

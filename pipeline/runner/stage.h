@@ -29,6 +29,7 @@ struct StageContext {
   double progress_interval_s = 10.0;
   store::StoreHeader header;            // stamped into the output and shard files
   store::File* output = nullptr;        // rank 0 only: <run_dir>/<stage>.h5 being written (status running)
+  std::string input_ids;                // "input_store_id.<stage> = <id>" per input, one a line (runner)
 
   std::filesystem::path store_path(const std::string& stage) const { return run_dir / (stage + ".h5"); }
 };

@@ -331,12 +331,19 @@ void AblateStage::run(pipeline::StageContext& ctx) {
   // Head sets per model, from the score store (every rank derives the same sets: seeded draws).
   std::vector<std::vector<Selection>> selections(entries.size());
   std::vector<std::vector<HeadId>> tracked(entries.size());
+  // What a model's cells read from score.h5: its score map (a digest of its shape and values). A model
+  // whose map is unchanged keeps its finished cells when score is recomputed (pipeline/runner/cell_driver.h).
+  std::map<std::string, std::string> score_fingerprint;
   {
     pipeline::store::File score = pipeline::store::File::open(ctx.store_path("score"));
     pipeline::store::Group models_group = score.root().open_group("models");
     for (size_t m = 0; m < entries.size(); ++m) {
       const ScoreMap map = read_score_map(models_group, entries[m].name);
       const int64_t n_heads = map.n_layer * map.n_head;
+      score_fingerprint[entries[m].name] =
+          str_cat("score /models/", entries[m].name, "/mean [", map.n_layer, ", ", map.n_head, "] ",
+                  pipeline::content_digest(std::string_view(reinterpret_cast<const char*>(map.value.data()),
+                                                            map.value.size() * sizeof(double))));
       tracked[m] = top_k_heads(map, std::min<int64_t>(s.tracked_heads, n_heads));
       selections[m].push_back({"none", "none", 0, -1, {}});
       // The job's Ks, plus (k_retrieval) this model's own number of retrieval heads: the paper's
@@ -436,6 +443,8 @@ void AblateStage::run(pipeline::StageContext& ctx) {
   // mean-mode cell (deterministic, so every rank gets the same bits; not stored: the job determines them).
   torch::Tensor head_mean;
   pipeline::CellHooks hooks;
+  hooks.groups_are_models = true;
+  hooks.group_inputs = [&](const std::string& group) { return score_fingerprint.at(group); };
   hooks.begin_group = [&](const std::string& group) {
     models::configure_cpu_compute(ctx.threads, /*flush_subnormals=*/true);  // models/cpu_compute.h
     auto it = std::find_if(entries.begin(), entries.end(), [&](const ModelEntry& e) { return e.name == group; });

@@ -235,6 +235,7 @@ void GenerateStage::run(pipeline::StageContext& ctx) {
   std::map<std::string, ModelState> loaded;  // only the groups this rank runs
   ModelState* current = nullptr;
   pipeline::CellHooks hooks;
+  hooks.groups_are_models = true;  // adding or editing one [model.*] keeps the other models' finished cells
   hooks.begin_group = [&](const std::string& group) {
     models::configure_cpu_compute(ctx.threads, /*flush_subnormals=*/true);  // models/cpu_compute.h
     size_t m = static_cast<size_t>(std::find_if(entries.begin(), entries.end(),

@@ -54,6 +54,7 @@ namespace {
 const std::vector<std::string> kZoo = {"base", "long", "chat", "moe", "other"};
 
 constexpr double kDefaultAdamEps = 1e-8;  // AdamW's epsilon in torch and in the v7 recipe ("1e-8" below)
+constexpr double kDefaultInitStd = 0.02;  // fresh weights' standard deviation in the v7 recipe ("0.02" below)
 
 struct TrainSettings {
   fs::path out;  // zoo folder: <out>/<model>, <out>/world
@@ -66,6 +67,7 @@ struct TrainSettings {
   double weight_decay = 0, head_sparsity = 0;
   double filler_values = 0;  // chance that a filler adjective is a value word (ToyWorld)
   double adam_eps = kDefaultAdamEps;  // larger values damp the updates of parameters with small gradients
+  double init_std = kDefaultInitStd;  // N(0, init_std) fresh matrices (models::TrainableModel)
   std::vector<double> mix;  // niah, qa, reasoning, copy
   std::map<std::string, int64_t> steps;
   std::string other_family;
@@ -106,6 +108,7 @@ TrainSettings read_settings(const pipeline::Config& c, const fs::path& run_dir) 
   s.weight_decay = c.get_float("train.weight_decay");
   s.head_sparsity = c.get_float("train.head_sparsity");
   s.adam_eps = c.get_float("train.adam_eps");
+  s.init_std = c.get_float("train.init_std");
   s.filler_values = c.get_float("train.filler_values");
   s.mix = c.get_floats("train.mix");
   for (const auto& m : kZoo) s.steps[m] = c.get_int("train." + m + "_steps");
@@ -154,6 +157,7 @@ struct Recipe {
     if (s.head_sparsity > 0) o << " head_sparsity=" << s.head_sparsity;
     if (s.adam_eps != kDefaultAdamEps) o << " adam_eps=" << s.adam_eps;
     if (s.filler_values > 0) o << " filler_values=" << s.filler_values;
+    if (s.init_std != kDefaultInitStd) o << " init_std=" << s.init_std;
     return o.str();
   }
 };
@@ -259,7 +263,7 @@ TrainLog train_model(const Recipe& r, const TrainSettings& s, const ToyWorld& wo
   const models::ModelSpec spec = spec_for(r, s, static_cast<int64_t>(world.vocab().size()));
   std::unique_ptr<models::TrainableModel> model;
   if (r.parent.empty()) {
-    model = std::make_unique<models::TrainableModel>(spec, r.init_seed);
+    model = std::make_unique<models::TrainableModel>(spec, r.init_seed, s.init_std);
   } else {
     models::ModelFolder parent = models::load_model_folder(zoo / r.parent);
     models::TensorMap tensors;
@@ -384,6 +388,8 @@ void TrainStage::declare(pipeline::ConfigSchema& schema) const {
       .optional("train.filler_values", KeyType::Float, "0",
                 "chance that a filler adjective is a value word (needle words then also occur in the haystack)")
       .optional("train.adam_eps", KeyType::Float, "1e-8", "AdamW epsilon (the denominator's floor)")
+      .optional("train.init_std", KeyType::Float, "0.02",
+                "standard deviation of fresh weight matrices (output projections: / sqrt(2 layers))")
       .optional("train.head_sparsity", KeyType::Float, "0",
                 "group-lasso weight on each attention head's output-projection norm, every member (0: off; "
                 "docs/ZOO.md: it does not make retrieval heads reliably sparser)")
@@ -453,6 +459,8 @@ void TrainStage::validate(const pipeline::StageContext& ctx) const {
               ": [train] filler_values must be in [0, 1], got ", s.filler_values);
   RHEAD_CHECK(s.adam_eps > 0 && s.weight_decay >= 0, ConfigError, "[config] ", c.source(),
               ": [train] need adam_eps > 0 and weight_decay >= 0, got ", s.adam_eps, " and ", s.weight_decay);
+  RHEAD_CHECK(s.init_std > 0, ConfigError, "[config] ", c.source(), ": [train] init_std must be > 0, got ",
+              s.init_std);
   RHEAD_CHECK(s.threads >= 0, ConfigError, "[config] ", c.source(), ": [train] threads: got ", s.threads,
               ", expected >= 0 (0: the job's threads)");
   RHEAD_CHECK(s.curriculum_start >= 32, ConfigError, "[config] ", c.source(),

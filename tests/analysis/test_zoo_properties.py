@@ -61,6 +61,24 @@ class MaskingEffect(unittest.TestCase):
         self.assertEqual(seeds, 0)
 
 
+    def test_checks_pass_and_fail_on_the_shares(self):
+        top, rand = zp.masking_checks("m", 3, summary(self.ROWS, self.K, self.RECALL))
+        self.assertTrue(top.ok)      # 20 <= 48
+        self.assertTrue(rand.ok)     # 84 >= 76.8
+        weak = list(self.RECALL)
+        weak[4], weak[5] = 60.0, 50.0     # top 60 > 48; random (50 + 80) / 2 = 65 < 76.8
+        top, rand = zp.masking_checks("m", 3, summary(self.ROWS, self.K, weak))
+        self.assertFalse(top.ok)
+        self.assertFalse(rand.ok)
+
+    def test_a_model_without_niah_shows_nothing_about_masking(self):
+        zero = [0.0] * len(self.RECALL)
+        top, rand = zp.masking_checks("m", 3, summary(self.ROWS, self.K, zero))
+        self.assertFalse(top.ok, "0 of 0 is no evidence that masking halves NIAH")
+        self.assertFalse(rand.ok)
+        self.assertEqual(top.measured, "NIAH 0.0 of 0.0")
+
+
 class TaskDrop(unittest.TestCase):
     def test_relative_drop_of_exact_match(self):
         t = rs.TaskSummary(name="r_cot", kind="cot", rows=["none/none", "uniform/top", "uniform/rand0"],

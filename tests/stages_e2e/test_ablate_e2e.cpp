@@ -163,14 +163,38 @@ TEST(AblateE2E, RerunsWhenItsInputWasRecomputed) {
   EXPECT_NE(again.output.find("stage ablate: store"), std::string::npos) << again.output;
   EXPECT_NE(again.output.find("is complete, skipping"), std::string::npos) << again.output;
 
-  // Recompute score alone: its store_id changes, so the next run must redo ablate (and only ablate).
+  // Recompute score alone: its store_id changes, so the next run must redo ablate (and only ablate). The
+  // model's score map is the same, so every finished cell is kept.
+  const fs::path store = dir.path() / "run" / "ablate.h5";
+  const std::string before = test_support::store_digest(store);
   ASSERT_EQ(test_support::run_rhead(dir.path(), 0, "job.ini --stages score --force").exit_code, 0);
   auto stale = test_support::run_rhead(dir.path(), 0, "job.ini");
   ASSERT_EQ(stale.exit_code, 0) << stale.output;
   EXPECT_NE(stale.output.find("input 'score' was recomputed"), std::string::npos) << stale.output;
   EXPECT_NE(stale.output.find("stage score: store"), std::string::npos) << "score itself is current:\n" << stale.output;
+  EXPECT_NE(stale.output.find("keeping 6 of 6 cells from the previous store"), std::string::npos) << stale.output;
+  {
+    pipeline::store::File f = pipeline::store::File::open(store);
+    EXPECT_EQ(f.root().attr_int("cells_computed_last_attempt"), 0);
+  }
+  EXPECT_EQ(test_support::store_digest(store), before);
   auto settled = test_support::run_rhead(dir.path(), 0, "job.ini");
   EXPECT_EQ(settled.output.find("was recomputed"), std::string::npos) << settled.output;
+
+  // Other scores (the retrieval heads swap places): the head sets change, so every cell is recomputed.
+  test_support::write_text_file(dir.path() / "tiny.json",
+                                "{\"0-0\": [0, 0], \"0-1\": [0.9, 0.8], \"0-2\": [0, 0], \"0-3\": [0, 0], "
+                                "\"1-0\": [0, 0], \"1-1\": [0, 0], \"1-2\": [0.5, 0.4], \"1-3\": [0, 0]}");
+  ASSERT_EQ(test_support::run_rhead(dir.path(), 0, "job.ini --stages score --force").exit_code, 0);
+  auto rescored = test_support::run_rhead(dir.path(), 0, "job.ini");
+  ASSERT_EQ(rescored.exit_code, 0) << rescored.output;
+  EXPECT_NE(rescored.output.find("6 finished cells in"), std::string::npos) << rescored.output;
+  EXPECT_NE(rescored.output.find("were computed from other inputs; discarding them"), std::string::npos)
+      << rescored.output;
+  pipeline::store::File f = pipeline::store::File::open(store);
+  EXPECT_EQ(f.root().attr_int("cells_computed_last_attempt"), 6);
+  auto top = f.root().open_group("cells").open_group("tiny.uniform.top.K1.n0.L64.D50").read_int32("masked_heads");
+  EXPECT_EQ(top.data, (std::vector<int32_t>{0, 1})) << "the top head of the new scores";
 }
 
 TEST(AblateE2E, TasksUnderMaskingAtOneAndTwoRanksBaseAndChat) {

@@ -135,3 +135,81 @@ TEST(GenerateE2E, KillAndResumeRecomputesNothingFinished) {
   ASSERT_EQ(clean.exit_code, 0) << clean.output;
   EXPECT_EQ(test_support::store_digest(run / "generate.h5"), test_support::store_digest(dir.path() / "clean" / "generate.h5"));
 }
+
+TEST(GenerateE2E, AddingOrEditingAModelRecomputesOnlyThatModelsCells) {
+  // A finished one-model run, then the job file gains a second model (the same weights under another
+  // name), then that model's section changes, then a key of [generate] changes. Each rerun must keep
+  // exactly the cells whose model and [generate] keys did not change, and end equal to a fresh run.
+  test_support::TempDir dir("gen-add");
+  test_support::write_world(dir.path());
+  const std::string base_job = job(dir.path(), (dir.path() / "run").string(), "64, 96");  // 20 cells a model
+  const std::string twin = "[model.twin]\npath = " + (dir.path() / "model").string() + "\n";
+  // [model.twin] goes before [generate]: job() ends in the [generate] section.
+  auto with_twin = [&](const std::string& twin_section) {
+    std::string text = base_job;
+    text.insert(text.find("[generate]"), twin_section);
+    return text;
+  };
+  auto run_job = [&](const std::string& text, const std::string& name, int ranks) {
+    test_support::write_text_file(dir.path() / name, text);
+    return run_command("cd " + dir.path().string() + " && " + (ranks > 1 ? test_support::mpiexec_prefix(ranks) + " " : "") +
+                           rhead() + " run " + name,
+                       240);
+  };
+  auto fresh_digest = [&](const std::string& text, const std::string& name) {
+    std::string fresh = text;
+    const std::string key = "run_dir = " + (dir.path() / "run").string();
+    fresh.replace(fresh.find(key), key.size(), "run_dir = " + (dir.path() / ("fresh_" + name)).string());
+    auto r = run_job(fresh, "fresh_" + name + ".ini", 1);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return test_support::store_digest(dir.path() / ("fresh_" + name) / "generate.h5");
+  };
+  const fs::path store = dir.path() / "run" / "generate.h5";
+  auto counts = [&] {
+    pipeline::store::File f = pipeline::store::File::open(store);
+    return std::make_pair(f.root().attr_int("cells_resumed"), f.root().attr_int("cells_computed_last_attempt"));
+  };
+
+  auto first = run_job(base_job, "one.ini", 1);
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+
+  // A second model: its 20 cells are computed, tiny's 20 are kept (at 2 ranks: the driver shares only
+  // the cells left to do).
+  auto added = run_job(with_twin(twin), "two.ini", 2);
+  ASSERT_EQ(added.exit_code, 0) << added.output;
+  EXPECT_NE(added.output.find("its settings changed since"), std::string::npos) << added.output;
+  EXPECT_NE(added.output.find("keeping 20 of 40 cells from the previous store"), std::string::npos) << added.output;
+  EXPECT_EQ(counts(), std::make_pair(int64_t{20}, int64_t{20}));
+  EXPECT_EQ(test_support::store_digest(store), fresh_digest(with_twin(twin), "two"));
+  EXPECT_FALSE(fs::exists(dir.path() / "run" / "generate.shards")) << "the set-aside store is removed once merged";
+
+  // A key of twin's section changes (family spelled out: the same model, but other settings): only
+  // twin's cells are recomputed.
+  const std::string twin_llama = twin + "family = llama\n";
+  auto edited = run_job(with_twin(twin_llama), "edited.ini", 1);
+  ASSERT_EQ(edited.exit_code, 0) << edited.output;
+  EXPECT_NE(edited.output.find("20 finished cells in"), std::string::npos) << edited.output;
+  EXPECT_NE(edited.output.find("were computed with other settings ([model.twin] family: auto -> llama); discarding them"),
+            std::string::npos)
+      << edited.output;
+  EXPECT_EQ(counts(), std::make_pair(int64_t{20}, int64_t{20}));
+
+  // A [generate] key changes: every cell depends on it, none is kept.
+  std::string shorter = with_twin(twin_llama);
+  shorter.replace(shorter.find("max_new_tokens = 6"), 18, "max_new_tokens = 5");
+  auto changed = run_job(shorter, "shorter.ini", 1);
+  ASSERT_EQ(changed.exit_code, 0) << changed.output;
+  EXPECT_NE(changed.output.find("40 finished cells in"), std::string::npos) << changed.output;
+  EXPECT_EQ(changed.output.find("from the previous store"), std::string::npos) << changed.output;
+  EXPECT_EQ(counts(), std::make_pair(int64_t{0}, int64_t{40}));
+  EXPECT_EQ(test_support::store_digest(store), fresh_digest(shorter, "shorter"));
+
+  // Removing a model keeps the other's cells and drops the removed model's.
+  auto removed = run_job(base_job.substr(0, base_job.find("max_new_tokens = 6")) + "max_new_tokens = 5" +
+                             base_job.substr(base_job.find("max_new_tokens = 6") + 18),
+                         "removed.ini", 1);
+  ASSERT_EQ(removed.exit_code, 0) << removed.output;
+  EXPECT_EQ(counts(), std::make_pair(int64_t{20}, int64_t{0}));
+  pipeline::store::File f = pipeline::store::File::open(store);
+  EXPECT_EQ(f.root().open_group("cells").children().size(), 20u);
+}

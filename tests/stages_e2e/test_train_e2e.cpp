@@ -174,6 +174,7 @@ TEST(TrainE2E, BadRecipesStopBeforeTraining) {
       {"head_dim = 3\n", "need an even head size"},
       {"filler_values = 1.5\n", "filler_values must be in [0, 1], got 1.5"},
       {"adam_eps = 0\n", "need adam_eps > 0 and weight_decay >= 0, got 0 and 0.1"},
+      {"init_std = 0\n", "[train] init_std must be > 0, got 0"},
   };
   TempDir dir("train_bad");
   for (const auto& [lines, message] : cases) {
