@@ -674,17 +674,35 @@ std::string Config::resolved_text(const std::vector<KeySpec>& specs) const {
   return out;
 }
 
+namespace {
+
+// "key = value" lines of a settings text (Config::resolved_text), by key.
+std::map<std::string, std::string> parse_settings(const std::string& text) {
+  std::map<std::string, std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    auto eq = line.find(" = ");
+    if (eq != std::string::npos) out[line.substr(0, eq)] = line.substr(eq + 3);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string settings_comparable_to(const std::string& before, const std::string& now, const Config& job) {
+  const auto old_keys = parse_settings(before);
+  std::string out;
+  std::istringstream in(now);
+  for (std::string line; std::getline(in, line);) {
+    const std::string key = line.substr(0, line.find(" = "));
+    if (!old_keys.count(key) && job.has(key) && !job.is_set_explicitly(key)) continue;
+    out += line + "\n";
+  }
+  return out;
+}
+
 std::string settings_difference(const std::string& before, const std::string& now) {
-  auto parse = [](const std::string& text) {
-    std::map<std::string, std::string> out;
-    std::istringstream in(text);
-    for (std::string line; std::getline(in, line);) {
-      auto eq = line.find(" = ");
-      if (eq != std::string::npos) out[line.substr(0, eq)] = line.substr(eq + 3);
-    }
-    return out;
-  };
-  const auto a = parse(before), b = parse(now);
+  const auto a = parse_settings(before), b = parse_settings(now);
   std::set<std::string> keys;
   for (const auto& [k, v] : a) keys.insert(k);
   for (const auto& [k, v] : b) keys.insert(k);

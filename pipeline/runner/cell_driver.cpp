@@ -30,20 +30,38 @@ int64_t attempt_of(const fs::path& file) {
   }
 }
 
+// What this run wants of a finished cell before it reuses it (see cell_driver.h).
+struct Wanted {
+  const Config& job;
+  std::string settings;            // the stage's current settings (ctx.header.settings)
+  int64_t schema_version = 0;
+  bool groups_are_models = false;
+  std::map<std::string, std::string> group_of;       // cell id -> group, every cell of the grid
+  std::map<std::string, std::string> inputs_key_of;  // group -> digest of what it reads from the inputs
+
+  std::string settings_of(const std::string& settings_text, const std::string& group) const {
+    return groups_are_models ? settings_of_model(settings_text, group) : settings_text;
+  }
+  // "" when a file with these settings holds usable cells of `group`, else why not.
+  std::string settings_mismatch(const std::string& file_settings, const std::string& group) const {
+    const std::string before = settings_of(file_settings, group);
+    return settings_difference(before, settings_comparable_to(before, settings_of(settings, group), job));
+  }
+};
+
 struct ShardScan {
-  std::map<std::string, fs::path> reusable;  // cell id -> the file holding it finished with the wanted key
+  std::map<std::string, fs::path> reusable;  // cell id -> the file holding it finished and usable
   int64_t from_previous = 0;                 // of those, cells in previous.h5
   int64_t next_attempt = 0;
-  // Finished cells of the grid whose key differs, per reason: the settings difference of their file, or
-  // "" when the settings are the same (an input changed).
+  // Finished cells of the grid that are not usable, by reason (for the log).
   std::map<std::string, int64_t> stale;
 };
 
 // Rank 0 only: every finished cell of the grid, in the shard files of earlier attempts and in
-// previous.h5, whose cell_key is the one wanted for it (`wanted`: cell id -> key). Cells of other keys,
-// and cells no longer in the grid, are left out. Unreadable shards are set aside as *.corrupt.
-ShardScan scan_shards(const fs::path& dir, const std::map<std::string, std::string>& wanted,
-                      const std::string& settings) {
+// previous.h5, that this run can use: same schema version, same settings for its group (keys added to
+// rhead since, at their defaults, excepted), same inputs_key. Cells no longer in the grid are left out.
+// Unreadable shards are set aside as *.corrupt.
+ShardScan scan_shards(const fs::path& dir, const Wanted& wanted) {
   ShardScan scan;
   if (!fs::is_directory(dir)) return scan;
   std::vector<fs::path> candidates;
@@ -63,19 +81,42 @@ ShardScan scan_shards(const fs::path& dir, const std::map<std::string, std::stri
     store::File f = store::File::open(file);
     store::Group root = f.root();
     if (!root.has("cells")) continue;
-    const std::string file_settings = root.has_attr("settings") ? root.attr_string("settings") : std::string();
+    const bool same_schema =
+        root.has_attr("schema_version") && root.attr_int("schema_version") == wanted.schema_version;
+    const bool has_settings = root.has_attr("settings");
+    const std::string file_settings = has_settings ? root.attr_string("settings") : std::string();
+    std::map<std::string, std::string> mismatch_of_group;  // this file's verdict per group
     const bool previous = attempt_of(file) < 0;
     store::Group cells = root.open_group("cells");
     for (const auto& id : cells.children()) {
-      auto want = wanted.find(id);
-      if (want == wanted.end() || scan.reusable.count(id)) continue;
+      auto want = wanted.group_of.find(id);
+      if (want == wanted.group_of.end() || scan.reusable.count(id)) continue;
       store::Group g = cells.open_group(id);
       if (!g.has_attr("complete") || g.attr_int("complete") != 1) continue;
-      if (g.has_attr("cell_key") && g.attr_string("cell_key") == want->second) {
+      const std::string& group = want->second;
+      auto verdict = mismatch_of_group.find(group);
+      if (verdict == mismatch_of_group.end()) {
+        std::string why;
+        if (!same_schema) {
+          why = "in another store layout (schema_version)";
+        } else if (!has_settings) {
+          why = "by a version of rhead that did not record settings";
+        } else if (std::string d = wanted.settings_mismatch(file_settings, group); !d.empty()) {
+          why = "with other settings (" + d + ")";
+        }
+        verdict = mismatch_of_group.emplace(group, why).first;
+      }
+      std::string why = verdict->second;
+      if (why.empty() && !g.has_attr("inputs_key")) {
+        why = "by a version of rhead that did not record inputs_key";
+      } else if (why.empty() && g.attr_string("inputs_key") != wanted.inputs_key_of.at(group)) {
+        why = "from other inputs";
+      }
+      if (why.empty()) {
         scan.reusable[id] = file;
         if (previous) ++scan.from_previous;
       } else {
-        ++scan.stale[settings_difference(file_settings, settings)];
+        ++scan.stale[why];
       }
     }
   }
@@ -158,22 +199,13 @@ CellRunStats run_cells(StageContext& ctx, const std::vector<WorkItem>& cells, co
     }
   }
 
-  // Each cell's key: what its result depends on (see cell_driver.h). One key per group.
-  std::map<std::string, std::string> key_of_group;
-  std::map<std::string, std::string> wanted;  // cell id -> key
+  // What a finished cell must match to be reused (see cell_driver.h).
+  Wanted wanted{ctx.config, ctx.header.settings, ctx.header.schema_version, hooks.groups_are_models, {}, {}};
   for (const auto& c : cells) {
-    auto it = key_of_group.find(c.group);
-    if (it == key_of_group.end()) {
-      const std::string settings =
-          hooks.groups_are_models ? settings_of_model(ctx.header.settings, c.group) : ctx.header.settings;
-      const std::string inputs = hooks.group_inputs ? hooks.group_inputs(c.group) : ctx.input_ids;
-      // The schema version too: a cell of an older layout is never merged into a newer store.
-      it = key_of_group
-               .emplace(c.group, content_digest(str_cat("schema_version = ", ctx.header.schema_version, "\n", settings,
-                                                        "inputs:\n", inputs)))
-               .first;
+    wanted.group_of[c.id] = c.group;
+    if (!wanted.inputs_key_of.count(c.group)) {
+      wanted.inputs_key_of[c.group] = content_digest(hooks.group_inputs ? hooks.group_inputs(c.group) : ctx.input_ids);
     }
-    wanted[c.id] = it->second;
   }
 
   // Resume: rank 0 reads the shards of earlier attempts and the set-aside previous store; everyone
@@ -182,10 +214,9 @@ CellRunStats run_cells(StageContext& ctx, const std::vector<WorkItem>& cells, co
   int64_t attempt = 0, from_previous = 0;
   if (comm.rank() == 0) {
     fs::create_directories(shard_dir);
-    ShardScan scan = scan_shards(shard_dir, wanted, ctx.header.settings);
-    for (const auto& [difference, n] : scan.stale) {
-      log::warn(ctx.stage_name, ": ", n, " finished cells in ", shard_dir.string(), " were computed ",
-                difference.empty() ? std::string("from other inputs") : "with other settings (" + difference + ")",
+    ShardScan scan = scan_shards(shard_dir, wanted);
+    for (const auto& [why, n] : scan.stale) {
+      log::warn(ctx.stage_name, ": ", n, " finished cells in ", shard_dir.string(), " were computed ", why,
                 "; discarding them");
     }
     std::set<std::string> done;
@@ -266,7 +297,7 @@ CellRunStats run_cells(StageContext& ctx, const std::vector<WorkItem>& cells, co
           store::Group g = cells_group.create_group(todo[mine[j]].id);
           g.set_attr("attempt", attempt);
           g.set_attr("rank", static_cast<int64_t>(comm.rank()));
-          g.set_attr("cell_key", wanted.at(todo[mine[j]].id));
+          g.set_attr("inputs_key", wanted.inputs_key_of.at(todo[mine[j]].group));
           indices.push_back(todo_index[mine[j]]);
           outs.push_back(std::move(g));
         }
@@ -310,7 +341,7 @@ CellRunStats run_cells(StageContext& ctx, const std::vector<WorkItem>& cells, co
   comm.barrier();
 
   if (comm.rank() == 0) {
-    int64_t merged = merge_cells(scan_shards(shard_dir, wanted, ctx.header.settings), *ctx.output);
+    int64_t merged = merge_cells(scan_shards(shard_dir, wanted), *ctx.output);
     RHEAD_CHECK(merged == stats.total, InternalError, "[", ctx.stage_name, "] merged ", merged,
                 " cells from the shards, expected ", stats.total, " (bug: please report)");
     store::Group root = ctx.output->root();

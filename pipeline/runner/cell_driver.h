@@ -7,13 +7,15 @@
 // data and followed by a flush. Each (re)run is a new attempt with new shard files, so a file damaged by
 // a kill is never appended to; unreadable shards are set aside as *.corrupt and their cells recomputed.
 //
-// Every cell also records cell_key: a digest of what its result depends on, namely the stage's schema
-// version and settings (for model-grouped stages: the stage's own keys and its model's [model.<name>]
-// keys, not the other models') and what it reads from the input stores for its group. A finished cell
-// is reused, from the shards of an earlier attempt or from <stage>.shards/previous.h5 (the store of an
-// earlier complete run that the runner set aside because the job file or an input changed), only when
-// its cell_key equals the one this run computes: adding a model to a finished job computes that
-// model's cells alone.
+// A finished cell is reused, from the shards of an earlier attempt or from <stage>.shards/previous.h5
+// (the store of an earlier complete run, set aside by the runner because the job file or an input
+// changed), only when it was computed under what this run would compute it with:
+//  - the same schema version and the same settings (the file's `settings` attribute; for model-grouped
+//    stages only the stage's own keys and the cell's model's [model.<name>] keys count, and keys added
+//    to rhead since, left at their defaults, are no change: settings_comparable_to);
+//  - the same inputs: each cell records inputs_key, a digest of what its group reads from the input
+//    stores (CellHooks::group_inputs).
+// So adding a model to a finished job computes that model's cells alone.
 #pragma once
 
 #include <functional>

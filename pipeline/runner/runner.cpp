@@ -175,10 +175,14 @@ void run_job(const StageRegistry& registry, const RunOptions& options, const Con
         }
       }
       // Stores from before the settings attribute count as current (their settings are unknown).
-      if (state == 1 && root.has_attr("settings") && root.attr_string("settings") != settings) {
-        state = 2;
-        stale_reason = str_cat("its settings changed since ", out_path.string(), " was made (",
-                               settings_difference(root.attr_string("settings"), settings), ")");
+      // Keys added to rhead since, left at their defaults, are no change (settings_comparable_to).
+      if (state == 1 && root.has_attr("settings")) {
+        const std::string before = root.attr_string("settings");
+        const std::string changed = settings_difference(before, settings_comparable_to(before, settings, job));
+        if (!changed.empty()) {
+          state = 2;
+          stale_reason = str_cat("its settings changed since ", out_path.string(), " was made (", changed, ")");
+        }
       }
     }
     comm.broadcast(&state, sizeof state, 0);
@@ -283,7 +287,8 @@ int dry_run_job(const StageRegistry& registry, const RunOptions& options, const 
       store::File f = store::File::open(out_path);
       store::Group root = f.root();
       if (root.has_attr("settings")) {
-        changed = settings_difference(root.attr_string("settings"), stage_settings(stage, job));
+        const std::string before = root.attr_string("settings");
+        changed = settings_difference(before, settings_comparable_to(before, stage_settings(stage, job), job));
       }
     }
     for (const auto& input : stage.inputs(job)) {

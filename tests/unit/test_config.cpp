@@ -173,3 +173,24 @@ TEST(Config, SettingsDifferenceNamesTheChangedKeys) {
   EXPECT_EQ(pipeline::settings_difference("", "a.a = 1\na.b = 1\na.c = 1\na.d = 1\na.e = 1\na.f = 1\n"),
             "[a] a = 1 (new); [a] b = 1 (new); [a] c = 1 (new); [a] d = 1 (new); and 2 more");
 }
+
+TEST(Config, KeysAddedSinceAtTheirDefaultsAreNoChange) {
+  // A store recorded before grid.depths and job.rate existed (an older rhead): today's settings of the
+  // same job differ from it only by those keys, at their defaults, so they compare equal. Set
+  // explicitly (even to the default value) or changed, they count.
+  ConfigSchema s = schema();
+  const std::string before = "grid.lengths = 1000\njob.name = x\njob.seed = 1234\njob.stages = \njob.verbose = false\n"
+                             "model.base.family = auto\nmodel.base.path = /m\n";
+  auto compare = [&](const std::string& text) {
+    Config c = Config::parse_text(s, "[job]\nname = x\n" + text, "t.ini");
+    return pipeline::settings_difference(before, pipeline::settings_comparable_to(before, c.resolved_text(s.keys()), c));
+  };
+  EXPECT_EQ(compare("[grid]\nlengths = 1000\n[model.base]\npath = /m\n"), "");
+  EXPECT_EQ(compare("[grid]\nlengths = 1000\ndepths = 0\n[model.base]\npath = /m\n"), "[grid] depths = 0 (new)");
+  EXPECT_EQ(compare("[grid]\nlengths = 1000\n[job]\nrate = 0.25\n[model.base]\npath = /m\n"), "[job] rate = 0.25 (new)");
+  // A changed key that existed before is a change whether it is at its default or not.
+  EXPECT_EQ(compare("[grid]\nlengths = 2000\n[model.base]\npath = /m\n"), "[grid] lengths: 1000 -> 2000");
+  // A new model brings its required path (set explicitly): a change; its defaulted family is not named.
+  EXPECT_EQ(compare("[grid]\nlengths = 1000\n[model.base]\npath = /m\n[model.chat]\npath = /c\n"),
+            "[model.chat] path = /c (new)");
+}
