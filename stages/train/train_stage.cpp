@@ -258,6 +258,13 @@ struct TrainLog {
   int64_t parameters = 0;
 };
 
+// What a member's weights follow from: its recipe and, for a fine-tune, its parent's lineage (a chat
+// trained from an older base is stale when base is retrained). Its hash marks a member as trained.
+std::string lineage(const std::string& name, const TrainSettings& s) {
+  const Recipe r = recipe_for(name, s);
+  return r.describe(s) + (r.parent.empty() ? "" : "\nfrom " + lineage(r.parent, s));
+}
+
 TrainLog train_model(const Recipe& r, const TrainSettings& s, const ToyWorld& world, const fs::path& zoo,
                      const std::string& rank_tag) {
   const models::ModelSpec spec = spec_for(r, s, static_cast<int64_t>(world.vocab().size()));
@@ -336,7 +343,7 @@ TrainLog train_model(const Recipe& r, const TrainSettings& s, const ToyWorld& wo
   models::save_model_folder(tmp, spec, model->tensors());
   world.write_tokenizer(tmp);
   nlohmann::json meta = {{"recipe", r.describe(s)},
-                         {"recipe_hash", std::to_string(fnv1a(r.describe(s)))},
+                         {"recipe_hash", std::to_string(fnv1a(lineage(r.name, s)))},
                          {"seconds", log.seconds},
                          {"parameters", log.parameters},
                          {"loss", log.loss}};
@@ -347,12 +354,13 @@ TrainLog train_model(const Recipe& r, const TrainSettings& s, const ToyWorld& wo
   return log;
 }
 
-bool is_trained(const fs::path& dir, const std::string& recipe) {
+// True when `dir` holds the member trained with this lineage (the hash in its train_meta.json).
+bool is_trained(const fs::path& dir, const std::string& lineage_text) {
   std::ifstream f(dir / "train_meta.json");
   if (!f) return false;
   try {
     nlohmann::json meta = nlohmann::json::parse(f);
-    return meta.value("recipe_hash", "") == std::to_string(fnv1a(recipe));
+    return meta.value("recipe_hash", "") == std::to_string(fnv1a(lineage_text));
   } catch (const std::exception&) {
     return false;  // damaged marker: retrain
   }
@@ -419,7 +427,7 @@ void TrainStage::plan(const pipeline::Config& job, std::ostream& out) const {
   for (const auto& m : s.models) {
     const Recipe r = recipe_for(m, s);
     out << "  " << m << ": " << r.family << (r.parent.empty() ? "" : " from " + r.parent) << ", context " << r.context
-        << ", " << r.steps << " steps" << (is_trained(s.out / m, r.describe(s)) ? " (trained with this recipe: skip)" : "") << "\n";
+        << ", " << r.steps << " steps" << (is_trained(s.out / m, lineage(m, s)) ? " (trained with this recipe: skip)" : "") << "\n";
   }
 }
 
@@ -508,7 +516,7 @@ void TrainStage::run(pipeline::StageContext& ctx) {
       load[owner] += cost;
       if (static_cast<int>(owner) != ctx.comm.rank()) continue;
       const Recipe r = recipe_for(m, s);
-      if (is_trained(s.out / r.name, r.describe(s))) {
+      if (is_trained(s.out / r.name, lineage(r.name, s))) {
         pipeline::log::info("train ", r.name, ": ", (s.out / r.name).string(), " is trained with this recipe, skipping");
         continue;
       }

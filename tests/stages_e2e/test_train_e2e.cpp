@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
 #include <iterator>
 
 #include "models/checkpoint.h"
@@ -91,6 +92,21 @@ TEST(TrainE2E, RerunSkipsTrainedMembersAndAChangedRecipeRetrainsOnlyThem) {
   ASSERT_EQ(changed.exit_code, 0) << changed.output;
   EXPECT_EQ(bytes(zoo / "base" / "model.safetensors"), base_before);
   EXPECT_NE(bytes(zoo / "other" / "model.safetensors"), other_before);
+
+  // More steps for base: base is retrained, and so are the fine-tunes made from it (their own recipes
+  // did not change, their parent did); other, an independent family, is kept.
+  const std::string other_now = bytes(zoo / "other" / "model.safetensors");
+  std::map<std::string, std::string> tuned_before;
+  for (const char* m : {"long", "chat", "moe"}) tuned_before[m] = bytes(zoo / m / "model.safetensors");
+  auto rebased = run_rhead(dir.path(), 0, "job.ini --force --set train.base_steps=4");
+  ASSERT_EQ(rebased.exit_code, 0) << rebased.output;
+  EXPECT_NE(bytes(zoo / "base" / "model.safetensors"), base_before);
+  EXPECT_EQ(bytes(zoo / "other" / "model.safetensors"), other_now);
+  for (const auto& [m, before] : tuned_before) {
+    EXPECT_NE(rebased.output.find("train " + m + ": toyzoo-v"), std::string::npos) << m << " was not retrained:\n"
+                                                                                   << rebased.output;
+    EXPECT_NE(bytes(zoo / m / "model.safetensors"), before) << m;
+  }
 }
 
 TEST(TrainE2E, TrainingUsesOneThreadWhateverTheJobsThreadCount) {
@@ -187,3 +203,38 @@ TEST(TrainE2E, BadRecipesStopBeforeTraining) {
 }
 
 }  // namespace
+
+TEST(TrainE2E, RetrainingOneMemberRecomputesOnlyItsGenerateCells) {
+  // train then generate on base and other. A changed recipe of other retrains other alone; generate's
+  // cells of base read the same weights and world files (their inputs key), so they are kept, and the
+  // store equals a fresh run of the changed job.
+  TempDir dir("train_generate");
+  auto job_with_generate = [](const std::string& run_dir) {
+    std::string text = job();
+    text.replace(text.find("stages = train\n"), 15, "stages = train, generate\n");
+    text.replace(text.find("run_dir = run\n"), 14, "run_dir = " + run_dir + "\n");
+    const std::string zoo = run_dir + "/zoo/";
+    return text + "[model.base]\npath = " + zoo + "base\n[model.other]\npath = " + zoo + "other\n[generate]\nneedles = " +
+           zoo + "world/needles.jsonl\nhaystack = " + zoo + "world/haystack\nhaystack_per_needle = false\n"
+           "prompt_mode = fixed\nbuffer_tokens = 16\nlengths = 64\ndepths = 0, 100\nmax_new_tokens = 4\n";
+  };
+  test_support::write_text_file(dir.path() / "job.ini", job_with_generate("run"));
+  test_support::write_text_file(dir.path() / "fresh.ini", job_with_generate("fresh"));
+  auto first = run_rhead(dir.path(), 0, "job.ini");
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+
+  auto changed = run_rhead(dir.path(), 0, "job.ini --set train.other_steps=4");
+  ASSERT_EQ(changed.exit_code, 0) << changed.output;
+  EXPECT_NE(changed.output.find("train other: toyzoo-v"), std::string::npos) << changed.output;
+  EXPECT_EQ(changed.output.find("train base: toyzoo-v"), std::string::npos) << changed.output;
+  EXPECT_NE(changed.output.find("input 'train' was recomputed"), std::string::npos) << changed.output;
+  EXPECT_NE(changed.output.find("keeping 6 of 12 cells from the previous store"), std::string::npos) << changed.output;
+  EXPECT_NE(changed.output.find("6 finished cells in"), std::string::npos) << changed.output;
+  EXPECT_NE(changed.output.find("were computed from other inputs; discarding them"), std::string::npos)
+      << changed.output;
+
+  auto fresh = run_rhead(dir.path(), 0, "fresh.ini --set train.other_steps=4");
+  ASSERT_EQ(fresh.exit_code, 0) << fresh.output;
+  EXPECT_EQ(test_support::store_digest(dir.path() / "run" / "generate.h5"),
+            test_support::store_digest(dir.path() / "fresh" / "generate.h5"));
+}
