@@ -158,7 +158,8 @@ void run_job(const StageRegistry& registry, const RunOptions& options, const Con
 
     // Complete, made from the current inputs with the current settings: skip. Complete but stale (an
     // input was recomputed since, so its store_id differs from the one recorded here, or the stage's
-    // own settings changed in the job file): rerun from scratch.
+    // own settings changed in the job file): rerun, keeping the finished cells that the change does not
+    // touch (cell stages: pipeline/runner/cell_driver.h).
     const std::vector<std::string> inputs = stage.inputs(job);
     const std::string settings = stage_settings(stage, job);
     int64_t state = 0;  // 0 missing/incomplete, 1 complete and current, 2 complete but stale
