@@ -35,12 +35,12 @@ struct Wanted {
   const Config& job;
   std::string settings;            // the stage's current settings (ctx.header.settings)
   int64_t schema_version = 0;
-  bool groups_are_models = false;
+  bool cells_per_model = false;
   std::map<std::string, std::string> group_of;       // cell id -> group, every cell of the grid
   std::map<std::string, std::string> inputs_key_of;  // group -> digest of what it reads from the inputs
 
   std::string settings_of(const std::string& settings_text, const std::string& group) const {
-    return groups_are_models ? settings_of_model(settings_text, group) : settings_text;
+    return cells_per_model ? settings_of_model(settings_text, group) : settings_text;
   }
   // "" when a file with these settings holds usable cells of `group`, else why not.
   std::string settings_mismatch(const std::string& file_settings, const std::string& group) const {
@@ -200,7 +200,7 @@ CellRunStats run_cells(StageContext& ctx, const std::vector<WorkItem>& cells, co
   }
 
   // What a finished cell must match to be reused (see cell_driver.h).
-  Wanted wanted{ctx.config, ctx.header.settings, ctx.header.schema_version, hooks.groups_are_models, {}, {}};
+  Wanted wanted{ctx.config, ctx.header.settings, ctx.header.schema_version, ctx.cells_per_model, {}, {}};
   for (const auto& c : cells) {
     wanted.group_of[c.id] = c.group;
     if (!wanted.inputs_key_of.count(c.group)) {
@@ -247,7 +247,7 @@ CellRunStats run_cells(StageContext& ctx, const std::vector<WorkItem>& cells, co
   }
   if (from_previous > 0) {
     log::info(ctx.stage_name, ": keeping ", from_previous, " of ", stats.total, " cells from the previous store ",
-              "(same settings and inputs for their ", hooks.groups_are_models ? "model" : "group", ")");
+              "(same settings and inputs for their ", ctx.cells_per_model ? "model" : "group", ")");
   }
 
   const Assignment assignment = assign_work(todo, comm.size());

@@ -10,9 +10,9 @@
 // A finished cell is reused, from the shards of an earlier attempt or from <stage>.shards/previous.h5
 // (the store of an earlier complete run, set aside by the runner because the job file or an input
 // changed), only when it was computed under what this run would compute it with:
-//  - the same schema version and the same settings (the file's `settings` attribute; for model-grouped
-//    stages only the stage's own keys and the cell's model's [model.<name>] keys count, and keys added
-//    to rhead since, left at their defaults, are no change: settings_comparable_to);
+//  - the same schema version and the same settings (the file's `settings` attribute; for a stage whose
+//    cells_per_model(), only its own keys and the cell's model's [model.<name>] keys count; keys added to
+//    rhead since, left at their defaults, are no change: settings_comparable_to);
 //  - the same inputs: each cell records inputs_key, a digest of what its group reads from the input
 //    stores (CellHooks::group_inputs).
 // So adding a model to a finished job computes that model's cells alone.
@@ -40,9 +40,6 @@ struct CellHooks {
   // resumes form different runs).
   std::function<void(const std::vector<size_t>& indices, std::vector<store::Group>& outs)> compute_batch;
   size_t max_batch = 1;
-  // Groups are model names ([model.<group>]): a cell's key then holds the stage's own keys and its
-  // model's keys only, so that editing or adding one model keeps the other models' cells.
-  bool groups_are_models = false;
   // Optional: what a group's cells read from the input stores, as text (for instance a digest of one
   // model's head scores). Unset: the store_id of every input, so any recomputed input invalidates
   // every cell.

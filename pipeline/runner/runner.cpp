@@ -6,6 +6,7 @@
 #include "pipeline/comm/comm_backends.h"
 #include "pipeline/core/error.h"
 #include "pipeline/core/logging.h"
+#include "pipeline/runner/cell_driver.h"
 #include "pipeline/store/store_header.h"
 
 namespace pipeline {
@@ -120,6 +121,23 @@ std::string stage_settings(const Stage& stage, const Config& job) {
   return "job.seed = " + std::to_string(job.get_int("job.seed")) + "\n" + job.resolved_text(own.keys());
 }
 
+// Dry run of a stale stage whose cells_per_model(): the models whose own settings are unchanged (their
+// cells would be kept, as far as their inputs are unchanged too) and the others, as one line.
+std::string kept_models_line(const std::string& before, const std::string& now, const Config& job) {
+  std::string kept, redone;
+  for (const auto& m : job.section_names("model.*")) {
+    const std::string was = settings_of_model(before, m);
+    const bool existed = was.find("model." + m + ".") != std::string::npos;
+    const bool same =
+        existed && settings_difference(was, settings_comparable_to(was, settings_of_model(now, m), job)).empty();
+    std::string& list = same ? kept : redone;
+    list += (list.empty() ? "" : ", ") + m;
+  }
+  if (kept.empty()) return "  no model's cells would be kept\n";
+  return "  cells of " + kept + " would be kept where their inputs are unchanged" +
+         (redone.empty() ? std::string() : "; " + redone + " would be computed") + "\n";
+}
+
 // Every rank reports whether `fn` threw; all ranks throw the same CollectiveError if any did.
 template <class Fn>
 void agree(Communicator& comm, const std::string& what, Fn&& fn) {
@@ -205,7 +223,7 @@ void run_job(const StageRegistry& registry, const RunOptions& options, const Con
       }
     }
 
-    StageContext ctx{job, comm, name, run_dir, 0, 1, 10.0, {}, nullptr, {}};
+    StageContext ctx{job, comm, name, run_dir, 0, 1, 10.0, {}, nullptr, {}, false};
     ctx.seed = static_cast<uint64_t>(job.get_int("job.seed"));
     ctx.threads = resolve_threads(job);
     ctx.progress_interval_s = job.get_float("job.progress_interval_s");
@@ -214,6 +232,7 @@ void run_job(const StageRegistry& registry, const RunOptions& options, const Con
     ctx.header.job_file = fs::absolute(options.job_file).string();
     ctx.header.job_text = job.text();
     ctx.header.settings = settings;
+    ctx.cells_per_model = stage.cells_per_model();
     ctx.header.world_size = comm.size();
     ctx.header.comm_backend = comm.backend();
     if (comm.rank() == 0) {
@@ -283,13 +302,14 @@ int dry_run_job(const StageRegistry& registry, const RunOptions& options, const 
     const fs::path out_path = run_dir / (name + ".h5");
     out << "\n[" << name << "] " << stage.summary() << "\n";
     const bool complete = store::is_complete(out_path);
-    std::string changed, rewritten_input;
+    std::string changed, rewritten_input, before_settings;
     if (complete) {
       store::File f = store::File::open(out_path);
       store::Group root = f.root();
       if (root.has_attr("settings")) {
-        const std::string before = root.attr_string("settings");
-        changed = settings_difference(before, settings_comparable_to(before, stage_settings(stage, job), job));
+        before_settings = root.attr_string("settings");
+        changed = settings_difference(before_settings,
+                                      settings_comparable_to(before_settings, stage_settings(stage, job), job));
       }
     }
     for (const auto& input : stage.inputs(job)) {
@@ -301,6 +321,7 @@ int dry_run_job(const StageRegistry& registry, const RunOptions& options, const 
     } else if (!changed.empty()) {
       out << "  store " << out_path.string() << " is complete but its settings changed (" << changed
           << "): would rerun\n";
+      if (stage.cells_per_model()) out << kept_models_line(before_settings, stage_settings(stage, job), job);
       rewritten.push_back(name);
     } else if (!rewritten_input.empty()) {
       out << "  store " << out_path.string() << " is complete but would rerun after its input '" << rewritten_input
@@ -324,7 +345,8 @@ int dry_run_job(const StageRegistry& registry, const RunOptions& options, const 
       out << "  checks: deferred until its inputs exist\n";
     } else {
       std::unique_ptr<Communicator> self = detail::make_self_communicator();  // checks run in this process only
-      StageContext ctx{job, *self, name, run_dir, static_cast<uint64_t>(job.get_int("job.seed")), 1, 10.0, {}, nullptr, {}};
+      StageContext ctx{job,  *self, name, run_dir, static_cast<uint64_t>(job.get_int("job.seed")), 1, 10.0, {},
+                       nullptr, {}, false};
       try {
         stage.validate(ctx);
         out << "  checks: pass\n";

@@ -30,6 +30,7 @@ struct StageContext {
   store::StoreHeader header;            // stamped into the output and shard files
   store::File* output = nullptr;        // rank 0 only: <run_dir>/<stage>.h5 being written (status running)
   std::string input_ids;                // "input_store_id.<stage> = <id>" per input, one a line (runner)
+  bool cells_per_model = false;         // Stage::cells_per_model() (runner)
 
   std::filesystem::path store_path(const std::string& stage) const { return run_dir / (stage + ".h5"); }
 };
@@ -43,6 +44,10 @@ class Stage {
   // Stages whose stores this one reads (may depend on the job). The runner checks they are complete, and
   // reruns this stage when one of them was recomputed after this stage's store was made.
   virtual std::vector<std::string> inputs(const Config& /*job*/) const { return {}; }
+  // True when every cell belongs to one model (its WorkItem group is the model's name): a cell then
+  // depends on the stage's own keys and its model's [model.<name>] keys only, so that a rerun after one
+  // model was added or edited keeps the other models' cells (pipeline/runner/cell_driver.h).
+  virtual bool cells_per_model() const { return false; }
   virtual void declare(ConfigSchema& /*schema*/) const {}         // its [<name>] keys
   virtual void validate(const StageContext& /*ctx*/) const {}     // throw ConfigError/InputError
   // What the stage would do for this job, for `rhead run --dry-run` (models, grid, cell counts); reads

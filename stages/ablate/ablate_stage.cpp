@@ -443,7 +443,6 @@ void AblateStage::run(pipeline::StageContext& ctx) {
   // mean-mode cell (deterministic, so every rank gets the same bits; not stored: the job determines them).
   torch::Tensor head_mean;
   pipeline::CellHooks hooks;
-  hooks.groups_are_models = true;
   hooks.group_inputs = [&](const std::string& group) { return score_fingerprint.at(group); };
   hooks.begin_group = [&](const std::string& group) {
     models::configure_cpu_compute(ctx.threads, /*flush_subnormals=*/true);  // models/cpu_compute.h

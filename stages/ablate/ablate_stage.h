@@ -20,6 +20,7 @@ class AblateStage final : public pipeline::Stage {
     return "mask top-K retrieval heads vs K random non-retrieval heads; masked NIAH, error types";
   }
   std::vector<std::string> inputs(const pipeline::Config&) const override { return {"score"}; }
+  bool cells_per_model() const override { return true; }
   void declare(pipeline::ConfigSchema& schema) const override;
   void validate(const pipeline::StageContext& ctx) const override;
   void plan(const pipeline::Config& job, std::ostream& out) const override;

@@ -294,7 +294,6 @@ void GenerateStage::run(pipeline::StageContext& ctx) {
   std::map<std::string, ModelState> loaded;  // only the groups this rank runs
   ModelState* current = nullptr;
   pipeline::CellHooks hooks;
-  hooks.groups_are_models = true;  // adding or editing one [model.*] keeps the other models' finished cells
   if (!inputs(ctx.config).empty()) {
     const std::map<std::string, std::string> zoo = zoo_inputs(ctx, s, entries);
     hooks.group_inputs = [zoo](const std::string& group) { return zoo.at(group); };

@@ -18,6 +18,7 @@ class GenerateStage final : public pipeline::Stage {
   }
   // The toy zoo's train stage when the job trains its models (a retrained zoo reruns detection).
   std::vector<std::string> inputs(const pipeline::Config& job) const override;
+  bool cells_per_model() const override { return true; }
   void declare(pipeline::ConfigSchema& schema) const override;
   void validate(const pipeline::StageContext& ctx) const override;
   void plan(const pipeline::Config& job, std::ostream& out) const override;

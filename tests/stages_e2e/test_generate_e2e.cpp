@@ -174,7 +174,12 @@ TEST(GenerateE2E, AddingOrEditingAModelRecomputesOnlyThatModelsCells) {
   ASSERT_EQ(first.exit_code, 0) << first.output;
 
   // A second model: its 20 cells are computed, tiny's 20 are kept (at 2 ranks: the driver shares only
-  // the cells left to do).
+  // the cells left to do). The dry run says so first.
+  test_support::write_text_file(dir.path() / "two.ini", with_twin(twin));
+  auto dry = run_command("cd " + dir.path().string() + " && " + rhead() + " run two.ini --dry-run", 60);
+  EXPECT_NE(dry.output.find("cells of tiny would be kept where their inputs are unchanged; twin would be computed"),
+            std::string::npos)
+      << dry.output;
   auto added = run_job(with_twin(twin), "two.ini", 2);
   ASSERT_EQ(added.exit_code, 0) << added.output;
   EXPECT_NE(added.output.find("its settings changed since"), std::string::npos) << added.output;
