@@ -427,7 +427,8 @@ void TrainStage::plan(const pipeline::Config& job, std::ostream& out) const {
   for (const auto& m : s.models) {
     const Recipe r = recipe_for(m, s);
     out << "  " << m << ": " << r.family << (r.parent.empty() ? "" : " from " + r.parent) << ", context " << r.context
-        << ", " << r.steps << " steps" << (is_trained(s.out / m, lineage(m, s)) ? " (trained with this recipe: skip)" : "") << "\n";
+        << ", " << r.steps << " steps"
+        << (is_trained(s.out / m, lineage(m, s)) ? " (trained with this recipe: skip)" : "") << "\n";
   }
 }
 

@@ -152,9 +152,8 @@ TEST(GenerateE2E, AddingOrEditingAModelRecomputesOnlyThatModelsCells) {
   };
   auto run_job = [&](const std::string& text, const std::string& name, int ranks) {
     test_support::write_text_file(dir.path() / name, text);
-    return run_command("cd " + dir.path().string() + " && " + (ranks > 1 ? test_support::mpiexec_prefix(ranks) + " " : "") +
-                           rhead() + " run " + name,
-                       240);
+    const std::string launcher = ranks > 1 ? test_support::mpiexec_prefix(ranks) + " " : "";
+    return run_command("cd " + dir.path().string() + " && " + launcher + rhead() + " run " + name, 240);
   };
   auto fresh_digest = [&](const std::string& text, const std::string& name) {
     std::string fresh = text;
@@ -194,7 +193,8 @@ TEST(GenerateE2E, AddingOrEditingAModelRecomputesOnlyThatModelsCells) {
   auto edited = run_job(with_twin(twin_llama), "edited.ini", 1);
   ASSERT_EQ(edited.exit_code, 0) << edited.output;
   EXPECT_NE(edited.output.find("20 finished cells in"), std::string::npos) << edited.output;
-  EXPECT_NE(edited.output.find("were computed with other settings ([model.twin] family: auto -> llama); discarding them"),
+  EXPECT_NE(edited.output.find("were computed with other settings ([model.twin] family: auto -> llama); "
+                               "discarding them"),
             std::string::npos)
       << edited.output;
   EXPECT_EQ(counts(), std::make_pair(int64_t{20}, int64_t{20}));

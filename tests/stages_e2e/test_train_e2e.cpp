@@ -214,8 +214,9 @@ TEST(TrainE2E, RetrainingOneMemberRecomputesOnlyItsGenerateCells) {
     text.replace(text.find("stages = train\n"), 15, "stages = train, generate\n");
     text.replace(text.find("run_dir = run\n"), 14, "run_dir = " + run_dir + "\n");
     const std::string zoo = run_dir + "/zoo/";
-    return text + "[model.base]\npath = " + zoo + "base\n[model.other]\npath = " + zoo + "other\n[generate]\nneedles = " +
-           zoo + "world/needles.jsonl\nhaystack = " + zoo + "world/haystack\nhaystack_per_needle = false\n"
+    return text + "[model.base]\npath = " + zoo + "base\n[model.other]\npath = " + zoo +
+           "other\n[generate]\nneedles = " + zoo + "world/needles.jsonl\nhaystack = " + zoo +
+           "world/haystack\nhaystack_per_needle = false\n"
            "prompt_mode = fixed\nbuffer_tokens = 16\nlengths = 64\ndepths = 0, 100\nmax_new_tokens = 4\n";
   };
   test_support::write_text_file(dir.path() / "job.ini", job_with_generate("run"));

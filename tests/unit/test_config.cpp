@@ -183,11 +183,13 @@ TEST(Config, KeysAddedSinceAtTheirDefaultsAreNoChange) {
                              "model.base.family = auto\nmodel.base.path = /m\n";
   auto compare = [&](const std::string& text) {
     Config c = Config::parse_text(s, "[job]\nname = x\n" + text, "t.ini");
-    return pipeline::settings_difference(before, pipeline::settings_comparable_to(before, c.resolved_text(s.keys()), c));
+    const std::string now = c.resolved_text(s.keys());
+    return pipeline::settings_difference(before, pipeline::settings_comparable_to(before, now, c));
   };
   EXPECT_EQ(compare("[grid]\nlengths = 1000\n[model.base]\npath = /m\n"), "");
   EXPECT_EQ(compare("[grid]\nlengths = 1000\ndepths = 0\n[model.base]\npath = /m\n"), "[grid] depths = 0 (new)");
-  EXPECT_EQ(compare("[grid]\nlengths = 1000\n[job]\nrate = 0.25\n[model.base]\npath = /m\n"), "[job] rate = 0.25 (new)");
+  EXPECT_EQ(compare("[grid]\nlengths = 1000\n[job]\nrate = 0.25\n[model.base]\npath = /m\n"),
+            "[job] rate = 0.25 (new)");
   // A changed key that existed before is a change whether it is at its default or not.
   EXPECT_EQ(compare("[grid]\nlengths = 2000\n[model.base]\npath = /m\n"), "[grid] lengths: 1000 -> 2000");
   // A new model brings its required path (set explicitly): a change; its defaulted family is not named.
