@@ -689,18 +689,6 @@ std::map<std::string, std::string> parse_settings(const std::string& text) {
 
 }  // namespace
 
-std::string settings_comparable_to(const std::string& before, const std::string& now, const Config& job) {
-  const auto old_keys = parse_settings(before);
-  std::string out;
-  std::istringstream in(now);
-  for (std::string line; std::getline(in, line);) {
-    const std::string key = line.substr(0, line.find(" = "));
-    if (!old_keys.count(key) && job.has(key) && !job.is_set_explicitly(key)) continue;
-    out += line + "\n";
-  }
-  return out;
-}
-
 std::string settings_difference(const std::string& before, const std::string& now) {
   const auto a = parse_settings(before), b = parse_settings(now);
   std::set<std::string> keys;
@@ -724,6 +712,18 @@ std::string settings_difference(const std::string& before, const std::string& no
   for (size_t i = 0; i < changes.size() && i < 4; ++i) out += (i ? "; " : "") + changes[i];
   if (changes.size() > 4) out += str_cat("; and ", changes.size() - 4, " more");
   return out;
+}
+
+std::string settings_change(const std::string& before, const std::string& now, const Config& job) {
+  const auto old_keys = parse_settings(before);
+  std::string comparable;  // `now` without the keys added since and left at their defaults
+  std::istringstream in(now);
+  for (std::string line; std::getline(in, line);) {
+    const std::string key = line.substr(0, line.find(" = "));
+    if (!old_keys.count(key) && job.has(key) && !job.is_set_explicitly(key)) continue;
+    comparable += line + "\n";
+  }
+  return settings_difference(before, comparable);
 }
 
 }  // namespace pipeline

@@ -117,10 +117,10 @@ class Config {
 // named, then a count).
 std::string settings_difference(const std::string& before, const std::string& now);
 
-// `now` (settings of `job`) without the lines of keys that `before` lacks and that `job` leaves at their
-// default: a key added to rhead after `before` was recorded, at the default that keeps the old
-// behaviour, is no change. Compare the result with `before`.
-std::string settings_comparable_to(const std::string& before, const std::string& now, const Config& job);
+// What changed from recorded settings `before` to `now` (the settings of `job`), as settings_difference
+// says it, "" when nothing did. A key that `before` lacks and that `job` leaves at its default is no
+// change: a key added to rhead after `before` was recorded, at the default that keeps the old behaviour.
+std::string settings_change(const std::string& before, const std::string& now, const Config& job);
 
 // Nearest candidate by edit distance, for "did you mean" hints; empty when nothing is close.
 std::string nearest_name(const std::string& name, const std::vector<std::string>& candidates);

@@ -45,7 +45,7 @@ struct Wanted {
   // "" when a file with these settings holds usable cells of `group`, else why not.
   std::string settings_mismatch(const std::string& file_settings, const std::string& group) const {
     const std::string before = settings_of(file_settings, group);
-    return settings_difference(before, settings_comparable_to(before, settings_of(settings, group), job));
+    return settings_change(before, settings_of(settings, group), job);
   }
 };
 

@@ -12,7 +12,7 @@
 // changed), only when it was computed under what this run would compute it with:
 //  - the same schema version and the same settings (the file's `settings` attribute; for a stage whose
 //    cells_per_model(), only its own keys and the cell's model's [model.<name>] keys count; keys added to
-//    rhead since, left at their defaults, are no change: settings_comparable_to);
+//    rhead since, left at their defaults, are no change: settings_change);
 //  - the same inputs: each cell records inputs_key, a digest of what its group reads from the input
 //    stores (CellHooks::group_inputs).
 // So adding a model to a finished job computes that model's cells alone.

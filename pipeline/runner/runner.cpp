@@ -128,8 +128,7 @@ std::string kept_models_line(const std::string& before, const std::string& now, 
   for (const auto& m : job.section_names("model.*")) {
     const std::string was = settings_of_model(before, m);
     const bool existed = was.find("model." + m + ".") != std::string::npos;
-    const bool same =
-        existed && settings_difference(was, settings_comparable_to(was, settings_of_model(now, m), job)).empty();
+    const bool same = existed && settings_change(was, settings_of_model(now, m), job).empty();
     std::string& list = same ? kept : redone;
     list += (list.empty() ? "" : ", ") + m;
   }
@@ -194,10 +193,10 @@ void run_job(const StageRegistry& registry, const RunOptions& options, const Con
         }
       }
       // Stores from before the settings attribute count as current (their settings are unknown).
-      // Keys added to rhead since, left at their defaults, are no change (settings_comparable_to).
+      // Keys added to rhead since, left at their defaults, are no change (settings_change).
       if (state == 1 && root.has_attr("settings")) {
         const std::string before = root.attr_string("settings");
-        const std::string changed = settings_difference(before, settings_comparable_to(before, settings, job));
+        const std::string changed = settings_change(before, settings, job);
         if (!changed.empty()) {
           state = 2;
           stale_reason = str_cat("its settings changed since ", out_path.string(), " was made (", changed, ")");
@@ -302,14 +301,14 @@ int dry_run_job(const StageRegistry& registry, const RunOptions& options, const 
     const fs::path out_path = run_dir / (name + ".h5");
     out << "\n[" << name << "] " << stage.summary() << "\n";
     const bool complete = store::is_complete(out_path);
+    const std::string now_settings = stage_settings(stage, job);
     std::string changed, rewritten_input, before_settings;
     if (complete) {
       store::File f = store::File::open(out_path);
       store::Group root = f.root();
       if (root.has_attr("settings")) {
         before_settings = root.attr_string("settings");
-        changed = settings_difference(before_settings,
-                                      settings_comparable_to(before_settings, stage_settings(stage, job), job));
+        changed = settings_change(before_settings, now_settings, job);
       }
     }
     for (const auto& input : stage.inputs(job)) {
@@ -321,7 +320,7 @@ int dry_run_job(const StageRegistry& registry, const RunOptions& options, const 
     } else if (!changed.empty()) {
       out << "  store " << out_path.string() << " is complete but its settings changed (" << changed
           << "): would rerun\n";
-      if (stage.cells_per_model()) out << kept_models_line(before_settings, stage_settings(stage, job), job);
+      if (stage.cells_per_model()) out << kept_models_line(before_settings, now_settings, job);
       rewritten.push_back(name);
     } else if (!rewritten_input.empty()) {
       out << "  store " << out_path.string() << " is complete but would rerun after its input '" << rewritten_input

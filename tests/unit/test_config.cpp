@@ -184,7 +184,7 @@ TEST(Config, KeysAddedSinceAtTheirDefaultsAreNoChange) {
   auto compare = [&](const std::string& text) {
     Config c = Config::parse_text(s, "[job]\nname = x\n" + text, "t.ini");
     const std::string now = c.resolved_text(s.keys());
-    return pipeline::settings_difference(before, pipeline::settings_comparable_to(before, now, c));
+    return pipeline::settings_change(before, now, c);
   };
   EXPECT_EQ(compare("[grid]\nlengths = 1000\n[model.base]\npath = /m\n"), "");
   EXPECT_EQ(compare("[grid]\nlengths = 1000\ndepths = 0\n[model.base]\npath = /m\n"), "[grid] depths = 0 (new)");
