@@ -38,6 +38,7 @@ struct Wanted {
   bool cells_per_model = false;
   std::map<std::string, std::string> group_of;       // cell id -> group, every cell of the grid
   std::map<std::string, std::string> inputs_key_of;  // group -> digest of what it reads from the inputs
+  std::map<std::string, std::string> files_key_of;   // group -> digest of the input files it reads
 
   std::string settings_of(const std::string& settings_text, const std::string& group) const {
     return cells_per_model ? settings_of_model(settings_text, group) : settings_text;
@@ -111,6 +112,10 @@ ShardScan scan_shards(const fs::path& dir, const Wanted& wanted) {
         why = "by a version of rhead that did not record inputs_key";
       } else if (why.empty() && g.attr_string("inputs_key") != wanted.inputs_key_of.at(group)) {
         why = "from other inputs";
+      } else if (why.empty() && g.has_attr("files_key") &&
+                 g.attr_string("files_key") != wanted.files_key_of.at(group)) {
+        // Cells from before files_key was recorded count as current, as their store does (runner.cpp).
+        why = "from files that have changed since";
       }
       if (why.empty()) {
         scan.reusable[id] = file;
@@ -121,6 +126,18 @@ ShardScan scan_shards(const fs::path& dir, const Wanted& wanted) {
     }
   }
   return scan;
+}
+
+// The lines of StageContext::input_files that cells of `group` read: the group's own and those of every
+// cell (group "").
+std::string input_files_of_group(const std::string& input_files, const std::string& group) {
+  std::string out;
+  std::istringstream in(input_files);
+  for (std::string line; std::getline(in, line);) {
+    const std::string g = line.substr(0, line.find('\t'));
+    if (g.empty() || g == group) out += line + "\n";
+  }
+  return out;
 }
 
 std::string join_lines(const std::set<std::string>& items) {
@@ -161,17 +178,6 @@ int64_t merge_cells(const ShardScan& scan, store::File& output) {
 
 }  // namespace
 
-std::string content_digest(std::string_view bytes) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : bytes) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
-  return buf;
-}
-
 std::string settings_of_model(const std::string& settings, const std::string& model) {
   const std::string own = "model." + model + ".";
   std::string out;
@@ -200,11 +206,12 @@ CellRunStats run_cells(StageContext& ctx, const std::vector<WorkItem>& cells, co
   }
 
   // What a finished cell must match to be reused (see cell_driver.h).
-  Wanted wanted{ctx.config, ctx.header.settings, ctx.header.schema_version, ctx.cells_per_model, {}, {}};
+  Wanted wanted{ctx.config, ctx.header.settings, ctx.header.schema_version, ctx.cells_per_model, {}, {}, {}};
   for (const auto& c : cells) {
     wanted.group_of[c.id] = c.group;
     if (!wanted.inputs_key_of.count(c.group)) {
       wanted.inputs_key_of[c.group] = content_digest(hooks.group_inputs ? hooks.group_inputs(c.group) : ctx.input_ids);
+      wanted.files_key_of[c.group] = content_digest(input_files_of_group(ctx.input_files, c.group));
     }
   }
 
@@ -298,6 +305,7 @@ CellRunStats run_cells(StageContext& ctx, const std::vector<WorkItem>& cells, co
           g.set_attr("attempt", attempt);
           g.set_attr("rank", static_cast<int64_t>(comm.rank()));
           g.set_attr("inputs_key", wanted.inputs_key_of.at(todo[mine[j]].group));
+          g.set_attr("files_key", wanted.files_key_of.at(todo[mine[j]].group));
           indices.push_back(todo_index[mine[j]]);
           outs.push_back(std::move(g));
         }

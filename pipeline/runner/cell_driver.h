@@ -14,15 +14,18 @@
 //    cells_per_model(), only its own keys and the cell's model's [model.<name>] keys count; keys added to
 //    rhead since, left at their defaults, are no change: settings_change);
 //  - the same inputs: each cell records inputs_key, a digest of what its group reads from the input
-//    stores (CellHooks::group_inputs).
-// So adding a model to a finished job computes that model's cells alone.
+//    stores (CellHooks::group_inputs), and files_key, a digest of the fingerprints of the files its
+//    group reads (Stage::input_files: the stage's shared files and its model's folder). Cells from
+//    before files_key was recorded count as reading unchanged files, as their stores do (runner.cpp).
+// So adding a model to a finished job, or replacing one model's weights, computes that model's cells
+// alone; an edited needles file recomputes every cell.
 #pragma once
 
 #include <functional>
 #include <string>
-#include <string_view>
 #include <vector>
 
+#include "pipeline/core/fingerprint.h"  // content_digest
 #include "pipeline/core/sharding.h"
 #include "pipeline/runner/stage.h"
 
@@ -55,9 +58,6 @@ struct CellRunStats {
 
 // Runs on every rank; returns after every rank finished and rank 0 merged all cells into ctx.output.
 CellRunStats run_cells(StageContext& ctx, const std::vector<WorkItem>& cells, const CellHooks& hooks);
-
-// Hex FNV-1a (64-bit) of `bytes`: short, stable content fingerprints for cell keys (not cryptographic).
-std::string content_digest(std::string_view bytes);
 
 // The lines of a stage's settings text (Config::resolved_text) that a cell of model `model` depends
 // on: every line except the keys of other models' [model.<name>] sections.

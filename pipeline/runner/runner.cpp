@@ -1,10 +1,14 @@
 #include "pipeline/runner/runner.h"
 
 #include <algorithm>
+#include <map>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "pipeline/comm/comm_backends.h"
 #include "pipeline/core/error.h"
+#include "pipeline/core/fingerprint.h"
 #include "pipeline/core/logging.h"
 #include "pipeline/runner/cell_driver.h"
 #include "pipeline/store/store_header.h"
@@ -121,6 +125,48 @@ std::string stage_settings(const Stage& stage, const Config& job) {
   return "job.seed = " + std::to_string(job.get_int("job.seed")) + "\n" + job.resolved_text(own.keys());
 }
 
+// The files a stage reads besides its input stores (Stage::input_files), one "<group>\t<path>\t<fingerprint>"
+// line each, sorted: recorded in its store and compared on a rerun. Reads every file up to
+// kContentFingerprintLimit (core/fingerprint.h); throws InputError for an unreadable one.
+std::string input_files_text(const Stage& stage, const Config& job) {
+  std::vector<std::string> lines;
+  for (const InputFile& f : stage.input_files(job)) {
+    lines.push_back(f.group + "\t" + f.path.string() + "\t" + file_fingerprint(f.path));
+  }
+  std::sort(lines.begin(), lines.end());
+  lines.erase(std::unique(lines.begin(), lines.end()), lines.end());
+  std::string out;
+  for (const auto& l : lines) out += l + "\n";
+  return out;
+}
+
+// The paths whose lines differ between two input_files_text()s (changed, added or removed), as
+// "a, b"; "" when none.
+std::string input_files_change(const std::string& before, const std::string& now) {
+  auto parse = [](const std::string& text) {
+    std::map<std::string, std::string> fingerprint_of;  // "<group>\t<path>" -> fingerprint
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) {
+      const auto tab = line.rfind('\t');
+      if (tab != std::string::npos) fingerprint_of[line.substr(0, tab)] = line.substr(tab + 1);
+    }
+    return fingerprint_of;
+  };
+  const auto was = parse(before), is = parse(now);
+  std::set<std::string> changed;
+  auto path_of = [](const std::string& key) { return key.substr(key.find('\t') + 1); };
+  for (const auto& [key, fp] : is) {
+    auto it = was.find(key);
+    if (it == was.end() || it->second != fp) changed.insert(path_of(key));
+  }
+  for (const auto& [key, fp] : was) {
+    if (!is.count(key)) changed.insert(path_of(key));
+  }
+  std::string out;
+  for (const auto& p : changed) out += (out.empty() ? "" : ", ") + p;
+  return out;
+}
+
 // Dry run of a stale stage whose cells_per_model(): the models whose own settings are unchanged (their
 // cells would be kept, as far as their inputs are unchanged too) and the others, as one line.
 std::string kept_models_line(const std::string& before, const std::string& now, const Config& job) {
@@ -180,7 +226,16 @@ void run_job(const StageRegistry& registry, const RunOptions& options, const Con
     const std::vector<std::string> inputs = stage.inputs(job);
     const std::string settings = stage_settings(stage, job);
     int64_t state = 0;  // 0 missing/incomplete, 1 complete and current, 2 complete but stale
-    std::string stale_reason;
+    std::string stale_reason, files_now, files_error;
+    if (comm.rank() == 0) {
+      try {
+        files_now = input_files_text(stage, job);
+      } catch (const std::exception& e) {
+        files_error = e.what();
+      }
+    }
+    comm.broadcast_string(files_error, 0);
+    RHEAD_CHECK(files_error.empty(), InputError, "[runner] stage ", name, ": ", files_error);
     if (comm.rank() == 0 && store::is_complete(out_path)) {
       state = 1;
       store::File f = store::File::open(out_path);
@@ -200,6 +255,14 @@ void run_job(const StageRegistry& registry, const RunOptions& options, const Con
         if (!changed.empty()) {
           state = 2;
           stale_reason = str_cat("its settings changed since ", out_path.string(), " was made (", changed, ")");
+        }
+      }
+      // Stores from before input_files was recorded count as current, like those without settings.
+      if (state == 1 && root.has_attr("input_files")) {
+        const std::string changed = input_files_change(root.attr_string("input_files"), files_now);
+        if (!changed.empty()) {
+          state = 2;
+          stale_reason = str_cat("files it reads changed since ", out_path.string(), " was made (", changed, ")");
         }
       }
     }
@@ -222,7 +285,7 @@ void run_job(const StageRegistry& registry, const RunOptions& options, const Con
       }
     }
 
-    StageContext ctx{job, comm, name, run_dir, 0, 1, 10.0, {}, nullptr, {}, false};
+    StageContext ctx{job, comm, name, run_dir, 0, 1, 10.0, {}, nullptr, {}, false, {}};
     ctx.seed = static_cast<uint64_t>(job.get_int("job.seed"));
     ctx.threads = resolve_threads(job);
     ctx.progress_interval_s = job.get_float("job.progress_interval_s");
@@ -240,6 +303,8 @@ void run_job(const StageRegistry& registry, const RunOptions& options, const Con
       }
     }
     comm.broadcast_string(ctx.input_ids, 0);
+    comm.broadcast_string(files_now, 0);
+    ctx.input_files = files_now;
 
     // Inputs must be complete stores, and the stage's own checks must pass, on every rank, before any
     // collective work starts.
@@ -276,6 +341,7 @@ void run_job(const StageRegistry& registry, const RunOptions& options, const Con
       for (const auto& input : inputs) {
         root.set_attr("input_store_id." + input, store::store_id(run_dir / (input + ".h5")));
       }
+      root.set_attr("input_files", files_now);  // as fingerprinted before the stage ran
       store::mark_complete(root);  // the last write
       output->flush();
       output->close();
@@ -302,13 +368,20 @@ int dry_run_job(const StageRegistry& registry, const RunOptions& options, const 
     out << "\n[" << name << "] " << stage.summary() << "\n";
     const bool complete = store::is_complete(out_path);
     const std::string now_settings = stage_settings(stage, job);
-    std::string changed, rewritten_input, before_settings;
+    std::string changed, rewritten_input, before_settings, changed_files;
     if (complete) {
       store::File f = store::File::open(out_path);
       store::Group root = f.root();
       if (root.has_attr("settings")) {
         before_settings = root.attr_string("settings");
         changed = settings_change(before_settings, now_settings, job);
+      }
+      if (root.has_attr("input_files")) {
+        try {
+          changed_files = input_files_change(root.attr_string("input_files"), input_files_text(stage, job));
+        } catch (const std::exception& e) {
+          changed_files = e.what();
+        }
       }
     }
     for (const auto& input : stage.inputs(job)) {
@@ -321,6 +394,10 @@ int dry_run_job(const StageRegistry& registry, const RunOptions& options, const 
       out << "  store " << out_path.string() << " is complete but its settings changed (" << changed
           << "): would rerun\n";
       if (stage.cells_per_model()) out << kept_models_line(before_settings, now_settings, job);
+      rewritten.push_back(name);
+    } else if (!changed_files.empty()) {
+      out << "  store " << out_path.string() << " is complete but files it reads changed (" << changed_files
+          << "): would rerun\n";
       rewritten.push_back(name);
     } else if (!rewritten_input.empty()) {
       out << "  store " << out_path.string() << " is complete but would rerun after its input '" << rewritten_input
@@ -345,7 +422,7 @@ int dry_run_job(const StageRegistry& registry, const RunOptions& options, const 
     } else {
       std::unique_ptr<Communicator> self = detail::make_self_communicator();  // checks run in this process only
       StageContext ctx{job,  *self, name, run_dir, static_cast<uint64_t>(job.get_int("job.seed")), 1, 10.0, {},
-                       nullptr, {}, false};
+                       nullptr, {}, false, {}};
       try {
         stage.validate(ctx);
         out << "  checks: pass\n";

@@ -19,6 +19,14 @@
 
 namespace pipeline {
 
+// A file or folder a stage reads besides the stores of its input stages (needles, haystacks, task
+// files, model folders). The runner fingerprints each (core/fingerprint.h) and reruns the stage when one
+// changed since its store was made; a cell stage then recomputes only the cells that read it.
+struct InputFile {
+  std::string group;           // the cell group (a model's name) that reads it; "": every cell
+  std::filesystem::path path;  // as the job file names it
+};
+
 struct StageContext {
   const Config& config;                 // the whole job file (every stage's section)
   Communicator& comm;                   // the world
@@ -31,6 +39,7 @@ struct StageContext {
   store::File* output = nullptr;        // rank 0 only: <run_dir>/<stage>.h5 being written (status running)
   std::string input_ids;                // "input_store_id.<stage> = <id>" per input, one a line (runner)
   bool cells_per_model = false;         // Stage::cells_per_model() (runner)
+  std::string input_files;              // "<group>\t<path>\t<fingerprint>" per Stage::input_files (runner)
 
   std::filesystem::path store_path(const std::string& stage) const { return run_dir / (stage + ".h5"); }
 };
@@ -48,6 +57,8 @@ class Stage {
   // depends on the stage's own keys and its model's [model.<name>] keys only, so that a rerun after one
   // model was added or edited keeps the other models' cells (pipeline/runner/cell_driver.h).
   virtual bool cells_per_model() const { return false; }
+  // Files and folders it reads besides its input stores (see InputFile); read only by the runner.
+  virtual std::vector<InputFile> input_files(const Config& /*job*/) const { return {}; }
   virtual void declare(ConfigSchema& /*schema*/) const {}         // its [<name>] keys
   virtual void validate(const StageContext& /*ctx*/) const {}     // throw ConfigError/InputError
   // What the stage would do for this job, for `rhead run --dry-run` (models, grid, cell counts); reads

@@ -270,6 +270,15 @@ void AblateStage::declare(pipeline::ConfigSchema& schema) const {
       .tuning("ablate.decode_batch");
 }
 
+std::vector<pipeline::InputFile> AblateStage::input_files(const pipeline::Config& job) const {
+  const AblateSettings s = read_settings(job);
+  std::vector<pipeline::InputFile> files = model_input_files(job);
+  files.push_back({"", s.haystack_dir});
+  if (!s.needles_file.empty()) files.push_back({"", s.needles_file});
+  for (const TaskSpec& t : s.tasks) files.push_back({"", t.path});
+  return files;
+}
+
 void AblateStage::plan(const pipeline::Config& job, std::ostream& out) const {
   const AblateSettings s = read_settings(job);
   plan_models(job, out);

@@ -21,6 +21,8 @@ class AblateStage final : public pipeline::Stage {
   }
   std::vector<std::string> inputs(const pipeline::Config&) const override { return {"score"}; }
   bool cells_per_model() const override { return true; }
+  // The haystack folder, the needles and task files, and every model's folder.
+  std::vector<pipeline::InputFile> input_files(const pipeline::Config& job) const override;
   void declare(pipeline::ConfigSchema& schema) const override;
   void validate(const pipeline::StageContext& ctx) const override;
   void plan(const pipeline::Config& job, std::ostream& out) const override;

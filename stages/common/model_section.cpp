@@ -31,6 +31,24 @@ void plan_models(const pipeline::Config& config, std::ostream& out) {
   }
 }
 
+std::vector<pipeline::InputFile> model_input_files(const pipeline::Config& config) {
+  namespace fs = std::filesystem;
+  std::vector<pipeline::InputFile> out;
+  for (const auto& name : config.section_names("model.*")) {
+    const fs::path folder = config.get_string("model." + name + ".path");
+    std::error_code ec;
+    if (!fs::is_directory(folder, ec)) {
+      out.push_back({name, folder});
+      continue;
+    }
+    for (const auto& f : fs::directory_iterator(folder)) {
+      const std::string file = f.path().filename().string();
+      if (f.is_regular_file() && file.rfind('.', 0) != 0 && file != "train_meta.json") out.push_back({name, f.path()});
+    }
+  }
+  return out;
+}
+
 std::vector<ModelEntry> read_model_entries(const pipeline::Config& config) {
   std::vector<ModelEntry> out;
   for (const auto& name : config.section_names("model.*")) {

@@ -18,6 +18,7 @@
 #include "models/decoder.h"
 #include "models/tokenizer/tokenizer.h"
 #include "pipeline/core/config.h"
+#include "pipeline/runner/stage.h"
 
 namespace stages {
 
@@ -34,6 +35,12 @@ struct ModelEntry {
 void declare_model_sections(pipeline::ConfigSchema& schema);
 // Every [model.<name>] of the job, in file order; ConfigError when there is none or a value is bad.
 std::vector<ModelEntry> read_model_entries(const pipeline::Config& config);
+
+// The files of every [model.<name>] folder, each an InputFile of group <name>, so that replacing a
+// model's weights or tokenizer at the same path recomputes that model's cells: every regular file
+// in the folder (not below it) but hidden ones and train_meta.json (the train stage's log of how the
+// weights were made, rewritten with them). A folder that does not exist is listed as itself.
+std::vector<pipeline::InputFile> model_input_files(const pipeline::Config& config);
 
 // `rhead run --dry-run`: one line per [model.<name>] with its folder and whether config.json is there.
 void plan_models(const pipeline::Config& config, std::ostream& out);

@@ -4,8 +4,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <map>
 
 #include "models/cpu_compute.h"
@@ -69,63 +67,6 @@ fs::path haystack_for(const GenerateSettings& s, size_t needle_index) {
   return s.haystack_per_needle ? s.haystack_dir / ("part" + std::to_string(needle_index + 1)) : s.haystack_dir;
 }
 
-// Every regular file under `path` (the file itself, or a folder's files sorted by path), its relative
-// name and bytes, as one text to digest.
-std::string contents_of(const fs::path& path) {
-  std::vector<fs::path> files;
-  if (fs::is_directory(path)) {
-    for (const auto& e : fs::recursive_directory_iterator(path)) {
-      if (e.is_regular_file()) files.push_back(e.path());
-    }
-    std::sort(files.begin(), files.end());
-  } else if (fs::is_regular_file(path)) {
-    files.push_back(path);
-  }
-  std::string out;
-  for (const auto& f : files) {
-    std::ifstream in(f, std::ios::binary);
-    out += fs::relative(f, path.parent_path()).string() + "\n";
-    out.append(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  }
-  return out;
-}
-
-// With train in the job (the toy zoo), what a model's cells read from the train stage's output: the
-// world files train wrote (needles, haystack) and, for a zoo member, its folder; a digest of them is the
-// model's inputs key (pipeline/runner/cell_driver.h). A rerun of train that retrains one member, or none,
-// recomputes that member's cells alone. Models from elsewhere read only the world files.
-std::map<std::string, std::string> zoo_inputs(const pipeline::StageContext& ctx, const GenerateSettings& s,
-                                              const std::vector<ModelEntry>& entries) {
-  std::map<std::string, std::string> members;  // canonical folder -> member name
-  {
-    pipeline::store::File train = pipeline::store::File::open(ctx.store_path("train"));
-    pipeline::store::Group models_group = train.root().open_group("models");
-    for (const auto& name : models_group.children()) {
-      members[fs::weakly_canonical(models_group.open_group(name).attr_string("path")).string()] = name;
-    }
-  }
-  const std::string world = pipeline::content_digest(contents_of(s.needles_file) + contents_of(s.haystack_dir));
-  std::map<std::string, std::string> out;
-  for (const auto& e : entries) {
-    const fs::path folder = fs::weakly_canonical(fs::absolute(e.path));
-    std::string text = "world " + world;
-    auto member = members.find(folder.string());
-    if (member != members.end()) {
-      // The folder's files but train_meta.json (training time and logs): config, tokenizer, weights.
-      std::vector<fs::path> files;
-      for (const auto& f : fs::directory_iterator(folder)) {
-        if (f.is_regular_file() && f.path().filename() != "train_meta.json") files.push_back(f.path());
-      }
-      std::sort(files.begin(), files.end());
-      std::string model;
-      for (const auto& f : files) model += contents_of(f);
-      text += "\nzoo member " + member->second + " " + pipeline::content_digest(model);
-    }
-    out[e.name] = text;
-  }
-  return out;
-}
-
 struct GenerateCell {
   size_t model;
   size_t needle;
@@ -151,6 +92,14 @@ std::vector<std::string> GenerateStage::inputs(const pipeline::Config& job) cons
   const std::vector<std::string> stages = job.get_strings("job.stages");
   if (std::find(stages.begin(), stages.end(), "train") != stages.end()) return {"train"};
   return {};
+}
+
+std::vector<pipeline::InputFile> GenerateStage::input_files(const pipeline::Config& job) const {
+  const GenerateSettings s = read_settings(job);
+  std::vector<pipeline::InputFile> files = model_input_files(job);
+  files.push_back({"", s.needles_file});
+  files.push_back({"", s.haystack_dir});
+  return files;
 }
 
 void GenerateStage::plan(const pipeline::Config& job, std::ostream& out) const {
@@ -294,10 +243,10 @@ void GenerateStage::run(pipeline::StageContext& ctx) {
   std::map<std::string, ModelState> loaded;  // only the groups this rank runs
   ModelState* current = nullptr;
   pipeline::CellHooks hooks;
-  if (!inputs(ctx.config).empty()) {
-    const std::map<std::string, std::string> zoo = zoo_inputs(ctx, s, entries);
-    hooks.group_inputs = [zoo](const std::string& group) { return zoo.at(group); };
-  }
+  // Nothing of a cell comes from the train store (an input only so that a retrained zoo reruns this stage):
+  // what a cell reads are files, the needles, haystack and its model's folder (input_files), so that a
+  // retrained zoo member recomputes its own cells alone.
+  hooks.group_inputs = [](const std::string&) { return std::string(); };
   hooks.begin_group = [&](const std::string& group) {
     models::configure_cpu_compute(ctx.threads, /*flush_subnormals=*/true);  // models/cpu_compute.h
     size_t m = static_cast<size_t>(std::find_if(entries.begin(), entries.end(),

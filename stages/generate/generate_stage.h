@@ -19,6 +19,8 @@ class GenerateStage final : public pipeline::Stage {
   // The toy zoo's train stage when the job trains its models (a retrained zoo reruns detection).
   std::vector<std::string> inputs(const pipeline::Config& job) const override;
   bool cells_per_model() const override { return true; }
+  // The needles file, the haystack folder and every model's folder.
+  std::vector<pipeline::InputFile> input_files(const pipeline::Config& job) const override;
   void declare(pipeline::ConfigSchema& schema) const override;
   void validate(const pipeline::StageContext& ctx) const override;
   void plan(const pipeline::Config& job, std::ostream& out) const override;

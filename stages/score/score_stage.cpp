@@ -378,6 +378,12 @@ std::vector<std::string> ScoreStage::inputs(const pipeline::Config& job) const {
   return {};
 }
 
+std::vector<pipeline::InputFile> ScoreStage::input_files(const pipeline::Config& job) const {
+  std::vector<pipeline::InputFile> files;
+  for (const auto& imp : parse_imports(job)) files.push_back({"", imp.path});
+  return files;
+}
+
 void ScoreStage::declare(pipeline::ConfigSchema& schema) const {
   schema
       .optional("score.rule", KeyType::String, "official_steps",

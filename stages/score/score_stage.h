@@ -27,6 +27,8 @@ class ScoreStage final : public pipeline::Stage {
   }
   // {"generate"} when [job] stages lists generate before score (else only imports are scored).
   std::vector<std::string> inputs(const pipeline::Config& job) const override;
+  // The imported head_score JSON files.
+  std::vector<pipeline::InputFile> input_files(const pipeline::Config& job) const override;
   void declare(pipeline::ConfigSchema& schema) const override;
   void validate(const pipeline::StageContext& ctx) const override;
   void run(pipeline::StageContext& ctx) override;

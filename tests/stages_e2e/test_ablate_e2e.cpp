@@ -6,6 +6,7 @@
 
 #include <map>
 #include <set>
+#include <sstream>
 
 #include "models/tokenizer/tokenizer.h"
 #include "pipeline/store/hdf5_file.h"
@@ -301,6 +302,22 @@ TEST(AblateE2E, TasksUnderMaskingAtOneAndTwoRanksBaseAndChat) {
   EXPECT_NE(info.output.find("tasks: F1 / EM in percent"), std::string::npos) << info.output;
   EXPECT_NE(info.output.find("uniform/rand*"), std::string::npos) << info.output;
   EXPECT_NE(info.output.find("direct       direct  none/none"), std::string::npos) << info.output;
+
+  // A task file edited at the same path (its items in the other order): the store records what it was
+  // made from, and every cell reads the task files, so none is kept.
+  std::istringstream cot_lines(test_support::read_text_file(dir.path() / "cot.jsonl"));
+  std::string reordered;
+  for (std::string line; std::getline(cot_lines, line);) {
+    if (!line.empty()) reordered = line + "\n" + reordered;
+  }
+  test_support::write_text_file(dir.path() / "cot.jsonl", reordered);
+  auto edited = test_support::run_rhead(dir.path(), 0, "job.ini --set job.run_dir=np1");
+  ASSERT_EQ(edited.exit_code, 0) << edited.output;
+  EXPECT_NE(edited.output.find("files it reads changed since"), std::string::npos) << edited.output;
+  EXPECT_NE(edited.output.find("cot.jsonl)"), std::string::npos) << edited.output;
+  EXPECT_EQ(edited.output.find("from the previous store"), std::string::npos) << edited.output;
+  pipeline::store::File again = pipeline::store::File::open(dir.path() / "np1" / "ablate.h5");
+  EXPECT_EQ(again.root().attr_int("cells_computed_last_attempt"), 2 * 4 * 8);
 }
 
 TEST(AblateE2E, MeanModeRowsNextToUniformAndZero) {

@@ -218,3 +218,69 @@ TEST(GenerateE2E, AddingOrEditingAModelRecomputesOnlyThatModelsCells) {
   pipeline::store::File f = pipeline::store::File::open(store);
   EXPECT_EQ(f.root().open_group("cells").children().size(), 20u);
 }
+
+TEST(GenerateE2E, ChangedFilesAtTheSamePathsRecomputeTheCellsThatReadThem) {
+  // The job names files (needles, haystack, model folders) by path; the store records a fingerprint of
+  // each. Replacing one model's weights at the same path recomputes that model's cells alone, an edited
+  // needles file every cell, and a file rewritten with the same bytes nothing.
+  test_support::TempDir dir("gen-files");
+  test_support::write_world(dir.path());
+  fs::copy(dir.path() / "model", dir.path() / "model2", fs::copy_options::recursive);
+  std::string text = job(dir.path(), (dir.path() / "run").string(), "64, 96");  // 20 cells a model
+  text.insert(text.find("[generate]"), "[model.twin]\npath = " + (dir.path() / "model2").string() + "\n");
+  test_support::write_text_file(dir.path() / "job.ini", text);
+  auto run = [&] { return run_command("cd " + dir.path().string() + " && " + rhead() + " run job.ini", 240); };
+  const fs::path store = dir.path() / "run" / "generate.h5";
+  auto counts = [&] {
+    pipeline::store::File f = pipeline::store::File::open(store);
+    return std::make_pair(f.root().attr_int("cells_resumed"), f.root().attr_int("cells_computed_last_attempt"));
+  };
+  auto fresh_digest = [&](const std::string& name) {
+    auto r = run_command("cd " + dir.path().string() + " && " + rhead() + " run job.ini --set job.run_dir=" +
+                             (dir.path() / name).string(),
+                         240);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return test_support::store_digest(dir.path() / name / "generate.h5");
+  };
+  auto first = run();
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+
+  // The same bytes written again: nothing to do.
+  const std::string needles = test_support::read_text_file(dir.path() / "needles.jsonl");
+  test_support::write_text_file(dir.path() / "needles.jsonl", needles);
+  auto same = run();
+  ASSERT_EQ(same.exit_code, 0) << same.output;
+  EXPECT_NE(same.output.find("is complete, skipping"), std::string::npos) << same.output;
+
+  // twin's folder gets other weights (the same model stored as bfloat16): twin's 20 cells are computed,
+  // tiny's kept; the dry run names the changed files first.
+  test_support::write_world(dir.path() / "bf16", 32, 2, 4, "llama", /*bf16=*/true);
+  for (const char* file : {"config.json", "model.safetensors"}) {
+    fs::copy_file(dir.path() / "bf16" / "model" / file, dir.path() / "model2" / file,
+                  fs::copy_options::overwrite_existing);
+  }
+  auto dry = run_command("cd " + dir.path().string() + " && " + rhead() + " run job.ini --dry-run", 60);
+  EXPECT_NE(dry.output.find("is complete but files it reads changed (" + (dir.path() / "model2").string()),
+            std::string::npos)
+      << dry.output;
+  auto replaced = run();
+  ASSERT_EQ(replaced.exit_code, 0) << replaced.output;
+  EXPECT_NE(replaced.output.find("files it reads changed since"), std::string::npos) << replaced.output;
+  EXPECT_NE(replaced.output.find("model2/model.safetensors"), std::string::npos) << replaced.output;
+  EXPECT_NE(replaced.output.find("20 finished cells in"), std::string::npos) << replaced.output;
+  EXPECT_NE(replaced.output.find("were computed from files that have changed since; discarding them"),
+            std::string::npos)
+      << replaced.output;
+  EXPECT_EQ(counts(), std::make_pair(int64_t{20}, int64_t{20}));
+  EXPECT_EQ(test_support::store_digest(store), fresh_digest("fresh_replaced"));
+
+  // An edited needles file (its first needle dropped): every cell reads it, none is kept.
+  test_support::write_text_file(dir.path() / "needles.jsonl", needles.substr(needles.find('\n') + 1));
+  auto edited = run();
+  ASSERT_EQ(edited.exit_code, 0) << edited.output;
+  EXPECT_NE(edited.output.find("needles.jsonl)"), std::string::npos) << edited.output;
+  EXPECT_EQ(edited.output.find("from the previous store"), std::string::npos) << edited.output;
+  pipeline::store::File f = pipeline::store::File::open(store);
+  EXPECT_EQ(f.root().open_group("cells").children().size(), 20u) << "one needle left: 10 cells a model";
+  EXPECT_EQ(f.root().attr_int("cells_computed_last_attempt"), 20);
+}

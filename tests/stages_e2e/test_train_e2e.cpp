@@ -206,7 +206,7 @@ TEST(TrainE2E, BadRecipesStopBeforeTraining) {
 
 TEST(TrainE2E, RetrainingOneMemberRecomputesOnlyItsGenerateCells) {
   // train then generate on base and other. A changed recipe of other retrains other alone; generate's
-  // cells of base read the same weights and world files (their inputs key), so they are kept, and the
+  // cells of base read the same weights and world files (their files key), so they are kept, and the
   // store equals a fresh run of the changed job.
   TempDir dir("train_generate");
   auto job_with_generate = [](const std::string& run_dir) {
@@ -231,7 +231,8 @@ TEST(TrainE2E, RetrainingOneMemberRecomputesOnlyItsGenerateCells) {
   EXPECT_NE(changed.output.find("input 'train' was recomputed"), std::string::npos) << changed.output;
   EXPECT_NE(changed.output.find("keeping 6 of 12 cells from the previous store"), std::string::npos) << changed.output;
   EXPECT_NE(changed.output.find("6 finished cells in"), std::string::npos) << changed.output;
-  EXPECT_NE(changed.output.find("were computed from other inputs; discarding them"), std::string::npos)
+  EXPECT_NE(changed.output.find("were computed from files that have changed since; discarding them"),
+            std::string::npos)
       << changed.output;
 
   auto fresh = run_rhead(dir.path(), 0, "fresh.ini --set train.other_steps=4");
