@@ -46,10 +46,6 @@ const std::vector<std::string> kValues = {
 const std::vector<std::string> kTowns = {"oslo", "rome", "paris", "lima", "cairo", "delhi", "tokyo", "quito",
                                          "dakar", "hanoi", "kyiv", "riga", "sofia", "tunis", "lagos", "perth"};
 
-// Words of a needle's value, in training and in the evaluation needles alike. Measured: with 2-4 words in
-// training, base answered "<key> v1 v2 ." for 3-word test needles in 1 of 6 cells (the end of the answer
-// came from the length prior, not the copy); one length for all removes that shortcut's pull.
-constexpr int kNeedleValueWords = 3;
 
 const char* kNiahQuestionPrefix = "Based on the content of the book, Question:";
 const char* kCotPrompt = "think step by step .";
@@ -95,8 +91,18 @@ void write_text(const fs::path& path, const std::string& text) {
 
 }  // namespace
 
-ToyWorld::ToyWorld(uint64_t seed, double filler_value_share)
-    : m_keys(kKeys), m_values(kValues), m_towns(kTowns), m_filler_value_share(filler_value_share) {
+ToyWorld::ToyWorld(uint64_t seed, double filler_value_share, int needle_value_words)
+    : m_keys(kKeys),
+      m_values(kValues),
+      m_towns(kTowns),
+      m_filler_value_share(filler_value_share),
+      m_needle_value_words(needle_value_words) {
+  // One value length for every needle, in training and evaluation. Measured: with 2-4 words in training,
+  // base answered "<key> v1 v2 ." for 3-word test needles in 1 of 6 cells (the end of the answer came from
+  // the length prior, not the copy); one length for all removes that shortcut's pull.
+  RHEAD_CHECK(needle_value_words >= 1 && needle_value_words <= kMaxNeedleValueWords, pipeline::InputError,
+              "[train] toy world: needle value words must be in [1, ", kMaxNeedleValueWords, "], got ",
+              needle_value_words);
   for (const auto* list : {&kSpecials, &kFrame, &kAdjectives, &kNouns, &kVerbs, &kPrepositions, &kAdverbs, &kKeys,
                            &kValues, &kTowns}) {
     for (const auto& w : *list) {
@@ -201,6 +207,15 @@ void ToyWorld::append_item(const std::string& prompt, const std::string& answer,
   append(out, ids(answer + " </s>"), answer_weight);
 }
 
+int64_t ToyWorld::min_niah_length(bool chat) const {
+  // The same parts append_niah measures: head, question block, answer, needle, 4 filler tokens.
+  KeyValue kv{m_keys.front(), std::vector<std::string>(static_cast<size_t>(m_needle_value_words), m_values.front())};
+  const std::string question = std::string(kNiahQuestionPrefix) + " " + join(question_words(kv)) + " Answer:";
+  const int64_t q = static_cast<int64_t>(ids(chat ? "</book> " + question + " [/INST]" : question).size());
+  const int64_t answer = 2 + m_needle_value_words;  // <key> <values> .
+  return (chat ? 2 : 1) + q + answer + static_cast<int64_t>(needle_words(kv).size()) + 4;
+}
+
 void ToyWorld::append_niah(SplitMix64& rng, int64_t length, const TrainingMix& mix, TrainingSequence& out) const {
   // Needles with distinct keys, then questions about several of them (the NIAH template), as in
   // multi-query associative recall: many recall targets per sequence make the skill emerge in few steps,
@@ -211,7 +226,7 @@ void ToyWorld::append_niah(SplitMix64& rng, int64_t length, const TrainingMix& m
   const int n_needles = 1 + static_cast<int>(rng.uniform_below(static_cast<uint64_t>(std::clamp<int64_t>(length / 24, 1, 6))));
   std::vector<KeyValue> needles;
   while (static_cast<int>(needles.size()) < n_needles) {
-    KeyValue kv = draw_key_value(rng, kNeedleValueWords);
+    KeyValue kv = draw_key_value(rng, m_needle_value_words);
     bool fresh = std::none_of(needles.begin(), needles.end(), [&](const KeyValue& o) { return o.key == kv.key; });
     if (fresh) needles.push_back(kv);
   }
@@ -387,9 +402,9 @@ void ToyWorld::write_files(const fs::path& dir, int64_t qa_items, int64_t reason
   std::string needles;
   // Evaluation needles have distinct value words: a repeated one ("teal ochre ochre") makes the copy
   // ambiguous (after the first "ochre", both "ochre" and "." followed it in the context).
-  for (int i = 0; i < 3; ++i) needles += needle_line(draw_key_value(rng, kNeedleValueWords, true));
+  for (int i = 0; i < 3; ++i) needles += needle_line(draw_key_value(rng, m_needle_value_words, true));
   write_text(dir / "needles.jsonl", needles);
-  write_text(dir / "ablate_needles.jsonl", needle_line(draw_key_value(rng, kNeedleValueWords, true)));
+  write_text(dir / "ablate_needles.jsonl", needle_line(draw_key_value(rng, m_needle_value_words, true)));
 
   std::string qa, cot, direct;
   for (int64_t i = 0; i < qa_items; ++i) {

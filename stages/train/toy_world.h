@@ -54,7 +54,12 @@ class ToyWorld {
  public:
   // filler_value_share: the chance that a filler adjective is a value word ("the copper boat"), so that
   // a needle's words are not the only ones of their kind in a haystack.
-  explicit ToyWorld(uint64_t seed, double filler_value_share = 0);
+  // needle_value_words: words of every needle's value, in training and in the evaluation needles alike
+  // (the answer span that detection scores; 1 .. kMaxNeedleValueWords).
+  static constexpr int kDefaultNeedleValueWords = 3;
+  static constexpr int kMaxNeedleValueWords = 12;
+  explicit ToyWorld(uint64_t seed, double filler_value_share = 0,
+                    int needle_value_words = kDefaultNeedleValueWords);
 
   const std::vector<std::string>& vocab() const { return m_vocab; }
   int64_t id(const std::string& word) const;  // InputError for a word outside the vocabulary
@@ -71,6 +76,10 @@ class ToyWorld {
   };
   KeyValue draw_key_value(SplitMix64& rng, int value_words, bool distinct = false) const;  // distinct values
   std::string town_after(const std::string& town) const;  // the road map
+
+  // The shortest sequence that holds a needle-in-a-haystack sample: one needle, its question and answer,
+  // and 4 filler tokens (the curriculum's first length must be at least this).
+  int64_t min_niah_length(bool chat) const;
 
   // One training sequence of exactly `length` tokens.
   TrainingSequence sample(SplitMix64& rng, int64_t length, const TrainingMix& mix) const;
@@ -106,6 +115,7 @@ class ToyWorld {
   std::vector<std::string> m_keys, m_values, m_towns;
   std::map<std::string, std::string> m_road;  // town -> next town (a random permutation cycle)
   double m_filler_value_share = 0;
+  int m_needle_value_words = kDefaultNeedleValueWords;
 };
 
 }  // namespace stages

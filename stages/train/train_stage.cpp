@@ -66,6 +66,7 @@ struct TrainSettings {
   double rope_theta = 0, long_rope_theta = 0, lr = 0, finetune_lr = 0, answer_weight = 0;
   double weight_decay = 0, head_sparsity = 0;
   double filler_values = 0;  // chance that a filler adjective is a value word (ToyWorld)
+  int64_t needle_values = ToyWorld::kDefaultNeedleValueWords;  // words of every needle's value (ToyWorld)
   double adam_eps = kDefaultAdamEps;  // larger values damp the updates of parameters with small gradients
   double init_std = kDefaultInitStd;  // N(0, init_std) fresh matrices (models::TrainableModel)
   std::vector<double> mix;  // niah, qa, reasoning, copy
@@ -110,6 +111,7 @@ TrainSettings read_settings(const pipeline::Config& c, const fs::path& run_dir) 
   s.adam_eps = c.get_float("train.adam_eps");
   s.init_std = c.get_float("train.init_std");
   s.filler_values = c.get_float("train.filler_values");
+  s.needle_values = c.get_int("train.needle_values");
   s.mix = c.get_floats("train.mix");
   for (const auto& m : kZoo) s.steps[m] = c.get_int("train." + m + "_steps");
   s.other_family = c.get_string("train.other_family");
@@ -158,6 +160,7 @@ struct Recipe {
     if (s.adam_eps != kDefaultAdamEps) o << " adam_eps=" << s.adam_eps;
     if (s.filler_values > 0) o << " filler_values=" << s.filler_values;
     if (s.init_std != kDefaultInitStd) o << " init_std=" << s.init_std;
+    if (s.needle_values != ToyWorld::kDefaultNeedleValueWords) o << " needle_values=" << s.needle_values;
     return o.str();
   }
 };
@@ -395,6 +398,9 @@ void TrainStage::declare(pipeline::ConfigSchema& schema) const {
       .optional("train.weight_decay", KeyType::Float, "0.1", "AdamW weight decay")
       .optional("train.filler_values", KeyType::Float, "0",
                 "chance that a filler adjective is a value word (needle words then also occur in the haystack)")
+      .optional("train.needle_values", KeyType::Int, "3",
+                "words of every needle's value, in training and in the evaluation needles (the answer span "
+                "that detection scores)")
       .optional("train.adam_eps", KeyType::Float, "1e-8", "AdamW epsilon (the denominator's floor)")
       .optional("train.init_std", KeyType::Float, "0.02",
                 "standard deviation of fresh weight matrices (output projections: / sqrt(2 layers))")
@@ -466,6 +472,9 @@ void TrainStage::validate(const pipeline::StageContext& ctx) const {
               ": [train] head_sparsity must be >= 0 (0: off), got ", s.head_sparsity);
   RHEAD_CHECK(s.filler_values >= 0 && s.filler_values <= 1, ConfigError, "[config] ", c.source(),
               ": [train] filler_values must be in [0, 1], got ", s.filler_values);
+  RHEAD_CHECK(s.needle_values >= 1 && s.needle_values <= ToyWorld::kMaxNeedleValueWords, ConfigError, "[config] ",
+              c.source(), ": [train] needle_values must be in [1, ", ToyWorld::kMaxNeedleValueWords, "], got ",
+              s.needle_values);
   RHEAD_CHECK(s.adam_eps > 0 && s.weight_decay >= 0, ConfigError, "[config] ", c.source(),
               ": [train] need adam_eps > 0 and weight_decay >= 0, got ", s.adam_eps, " and ", s.weight_decay);
   RHEAD_CHECK(s.init_std > 0, ConfigError, "[config] ", c.source(), ": [train] init_std must be > 0, got ",
@@ -474,6 +483,12 @@ void TrainStage::validate(const pipeline::StageContext& ctx) const {
               ", expected >= 0 (0: the job's threads)");
   RHEAD_CHECK(s.curriculum_start >= 32, ConfigError, "[config] ", c.source(),
               ": [train] curriculum_start must be >= 32 (room for a needle and its question), got ", s.curriculum_start);
+  if (s.needle_values >= 1 && s.needle_values <= ToyWorld::kMaxNeedleValueWords) {
+    const int64_t shortest = ToyWorld(s.seed, 0, static_cast<int>(s.needle_values)).min_niah_length(false);
+    RHEAD_CHECK(s.curriculum_start >= shortest, ConfigError, "[config] ", c.source(), ": [train] curriculum_start ",
+                s.curriculum_start, " is too short for a needle of ", s.needle_values,
+                " value words and its question; set curriculum_start >= ", shortest, " or fewer needle_values");
+  }
   RHEAD_CHECK(s.other_family == "llama" || s.other_family == "qwen2", ConfigError, "[config] ", c.source(),
               ": [train] other_family: got '", s.other_family, "', expected llama or qwen2");
 }
@@ -487,7 +502,7 @@ void TrainStage::run(pipeline::StageContext& ctx) {
   if (threads != ctx.threads) {
     pipeline::log::info("train: ", threads, " compute thread(s) per rank ([train] threads; the job's: ", ctx.threads, ")");
   }
-  const ToyWorld world(s.seed, s.filler_values);
+  const ToyWorld world(s.seed, s.filler_values, static_cast<int>(s.needle_values));
   if (ctx.comm.rank() == 0) {
     fs::create_directories(s.out);
     world.write_files(s.out / "world", s.qa_items, s.reasoning_items, s.qa_context_words);

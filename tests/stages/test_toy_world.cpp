@@ -5,11 +5,13 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <set>
 #include <sstream>
 
 #include "models/tokenizer/tokenizer.h"
+#include "pipeline/core/error.h"
 #include "stages/generate/needles.h"
 #include "stages/train/toy_world.h"
 #include "stages/train/train_stage.h"
@@ -70,6 +72,37 @@ TEST(ToyWorld, ShortNiahSamplesOfTheCurriculumStillFitANeedleAndItsQuestion) {
     EXPECT_NE(text.find("remember "), std::string::npos) << text;
     EXPECT_NE(text.find("Answer:"), std::string::npos) << text;
   }
+}
+
+TEST(ToyWorld, NeedleValueWordsSetEveryNeedleInTrainingAndEvaluation) {
+  test_support::TempDir dir("toy-needle-values");
+  for (int words : {3, 6}) {
+    ToyWorld world(1234, 0, words);
+    EXPECT_EQ(world.min_niah_length(false), 24 + 2 * words) << "BOS, 14 question tokens, answer, needle, 4 filler";
+    SplitMix64 rng(8);
+    for (int n = 0; n < 20; ++n) {
+      const int64_t length = n == 0 ? world.min_niah_length(false) : 128;
+      auto seq = world.sample(rng, length, niah_only());
+      ASSERT_EQ(seq.ids.size(), static_cast<size_t>(length));
+      for (size_t i = 1; i < seq.ids.size(); ++i) {  // every answer: <key>, `words` values, "."
+        if (seq.weights[i] == 1.0f) continue;
+        size_t j = i;
+        while (j < seq.ids.size() && seq.weights[j] != 1.0f) ++j;
+        if (j < seq.ids.size()) {
+          EXPECT_EQ(j - i, static_cast<size_t>(words) + 2) << text_of(world, seq.ids, i, j);
+        }
+        i = j;
+      }
+    }
+    EXPECT_THROW(world.sample(rng, world.min_niah_length(false) - 1, niah_only()), pipeline::InputError);
+    world.write_files(dir.path() / std::to_string(words), 2, 2, 40);
+    for (const auto& needle : stages::read_needles_jsonl(dir.path() / std::to_string(words) / "needles.jsonl")) {
+      std::istringstream in(needle.real_needle);
+      EXPECT_EQ(std::distance(std::istream_iterator<std::string>(in), std::istream_iterator<std::string>()), words)
+          << needle.real_needle;
+    }
+  }
+  EXPECT_THROW(ToyWorld(1, 0, 0), pipeline::InputError);
 }
 
 TEST(ToyWorld, CopyDrillWeightsExactlyTheWordsAnEarlierRunPredicts) {

@@ -191,6 +191,9 @@ TEST(TrainE2E, BadRecipesStopBeforeTraining) {
       {"filler_values = 1.5\n", "filler_values must be in [0, 1], got 1.5"},
       {"adam_eps = 0\n", "need adam_eps > 0 and weight_decay >= 0, got 0 and 0.1"},
       {"init_std = 0\n", "[train] init_std must be > 0, got 0"},
+      {"needle_values = 0\n", "[train] needle_values must be in [1, 12], got 0"},
+      {"needle_values = 6\n", "curriculum_start 32 is too short for a needle of 6 value words and its question; "
+                              "set curriculum_start >= 36"},
   };
   TempDir dir("train_bad");
   for (const auto& [lines, message] : cases) {
