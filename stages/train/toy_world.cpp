@@ -46,7 +46,6 @@ const std::vector<std::string> kValues = {
 const std::vector<std::string> kTowns = {"oslo", "rome", "paris", "lima", "cairo", "delhi", "tokyo", "quito",
                                          "dakar", "hanoi", "kyiv", "riga", "sofia", "tunis", "lagos", "perth"};
 
-
 const char* kNiahQuestionPrefix = "Based on the content of the book, Question:";
 const char* kCotPrompt = "think step by step .";
 const char* kDirectPrompt = "answer directly .";
