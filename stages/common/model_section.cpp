@@ -1,5 +1,8 @@
 #include "stages/common/model_section.h"
 
+#include <optional>
+
+#include "models/model_config.h"
 #include "pipeline/core/error.h"
 #include "pipeline/core/logging.h"
 
@@ -44,6 +47,16 @@ std::vector<pipeline::InputFile> model_input_files(const pipeline::Config& confi
     for (const auto& f : fs::directory_iterator(folder)) {
       const std::string file = f.path().filename().string();
       if (f.is_regular_file() && file.rfind('.', 0) != 0 && file != "train_meta.json") out.push_back({name, f.path()});
+    }
+    // The family file the model resolves to (tensor names, chat template, stop strings). Adding another
+    // family file leaves this model's cells alone. A folder that does not resolve is the stage checks' to
+    // report.
+    try {
+      const std::string family = config.get_string("model." + name + ".family");
+      const models::ModelSpec spec = models::load_model_spec(
+          folder / "config.json", family == "auto" ? std::nullopt : std::optional<std::string>(family));
+      out.push_back({name, models::default_family_dir() / (spec.family + ".ini")});
+    } catch (const std::exception&) {
     }
   }
   return out;

@@ -39,7 +39,8 @@ std::vector<ModelEntry> read_model_entries(const pipeline::Config& config);
 // The files of every [model.<name>] folder, each an InputFile of group <name>, so that replacing a
 // model's weights or tokenizer at the same path recomputes that model's cells: every regular file
 // in the folder (not below it) but hidden ones and train_meta.json (the train stage's log of how the
-// weights were made, rewritten with them). A folder that does not exist is listed as itself.
+// weights were made, rewritten with them), and the family file the model resolves to
+// (models/families/<family>.ini). A folder that does not exist is listed as itself.
 std::vector<pipeline::InputFile> model_input_files(const pipeline::Config& config);
 
 // `rhead run --dry-run`: one line per [model.<name>] with its folder and whether config.json is there.

@@ -222,23 +222,25 @@ TEST(GenerateE2E, AddingOrEditingAModelRecomputesOnlyThatModelsCells) {
 TEST(GenerateE2E, ChangedFilesAtTheSamePathsRecomputeTheCellsThatReadThem) {
   // The job names files (needles, haystack, model folders) by path; the store records a fingerprint of
   // each. Replacing one model's weights at the same path recomputes that model's cells alone, an edited
-  // needles file every cell, and a file rewritten with the same bytes nothing.
+  // needles file every cell, and a file rewritten with the same bytes, or a new family file, nothing.
   test_support::TempDir dir("gen-files");
   test_support::write_world(dir.path());
   fs::copy(dir.path() / "model", dir.path() / "model2", fs::copy_options::recursive);
   std::string text = job(dir.path(), (dir.path() / "run").string(), "64, 96");  // 20 cells a model
   text.insert(text.find("[generate]"), "[model.twin]\npath = " + (dir.path() / "model2").string() + "\n");
   test_support::write_text_file(dir.path() / "job.ini", text);
-  auto run = [&] { return run_command("cd " + dir.path().string() + " && " + rhead() + " run job.ini", 240); };
+  // A private copy of the family files (RHEAD_FAMILY_DIR), so that the test can add one.
+  const fs::path families = dir.path() / "families";
+  fs::copy(test_support::source_dir() / "models" / "families", families);
+  const std::string rhead_cmd = "cd " + dir.path().string() + " && RHEAD_FAMILY_DIR=" + families.string() + " " + rhead();
+  auto run = [&] { return run_command(rhead_cmd + " run job.ini", 240); };
   const fs::path store = dir.path() / "run" / "generate.h5";
   auto counts = [&] {
     pipeline::store::File f = pipeline::store::File::open(store);
     return std::make_pair(f.root().attr_int("cells_resumed"), f.root().attr_int("cells_computed_last_attempt"));
   };
   auto fresh_digest = [&](const std::string& name) {
-    auto r = run_command("cd " + dir.path().string() + " && " + rhead() + " run job.ini --set job.run_dir=" +
-                             (dir.path() / name).string(),
-                         240);
+    auto r = run_command(rhead_cmd + " run job.ini --set job.run_dir=" + (dir.path() / name).string(), 240);
     EXPECT_EQ(r.exit_code, 0) << r.output;
     return test_support::store_digest(dir.path() / name / "generate.h5");
   };
@@ -248,6 +250,12 @@ TEST(GenerateE2E, ChangedFilesAtTheSamePathsRecomputeTheCellsThatReadThem) {
   // The same bytes written again: nothing to do.
   const std::string needles = test_support::read_text_file(dir.path() / "needles.jsonl");
   test_support::write_text_file(dir.path() / "needles.jsonl", needles);
+  // A new family (the way users add one): no model resolves to it, nothing to do.
+  std::string family = test_support::read_text_file(families / "llama.ini");
+  family.replace(family.find("name = llama"), 12, "name = newfam");
+  family.replace(family.find("model_types = llama"), 19, "model_types = newfam");
+  family.replace(family.find("architectures = LlamaForCausalLM"), 32, "architectures = NewFamForCausalLM");
+  test_support::write_text_file(families / "newfam.ini", family);
   auto same = run();
   ASSERT_EQ(same.exit_code, 0) << same.output;
   EXPECT_NE(same.output.find("is complete, skipping"), std::string::npos) << same.output;
@@ -259,7 +267,7 @@ TEST(GenerateE2E, ChangedFilesAtTheSamePathsRecomputeTheCellsThatReadThem) {
     fs::copy_file(dir.path() / "bf16" / "model" / file, dir.path() / "model2" / file,
                   fs::copy_options::overwrite_existing);
   }
-  auto dry = run_command("cd " + dir.path().string() + " && " + rhead() + " run job.ini --dry-run", 60);
+  auto dry = run_command(rhead_cmd + " run job.ini --dry-run", 60);
   EXPECT_NE(dry.output.find("is complete but files it reads changed (" + (dir.path() / "model2").string()),
             std::string::npos)
       << dry.output;
@@ -273,6 +281,14 @@ TEST(GenerateE2E, ChangedFilesAtTheSamePathsRecomputeTheCellsThatReadThem) {
       << replaced.output;
   EXPECT_EQ(counts(), std::make_pair(int64_t{20}, int64_t{20}));
   EXPECT_EQ(test_support::store_digest(store), fresh_digest("fresh_replaced"));
+
+  // An edited family file: both models resolve to it, so every cell is recomputed.
+  test_support::write_text_file(families / "llama.ini",
+                                test_support::read_text_file(families / "llama.ini") + "# edited\n");
+  auto edited_family = run();
+  ASSERT_EQ(edited_family.exit_code, 0) << edited_family.output;
+  EXPECT_NE(edited_family.output.find("llama.ini)"), std::string::npos) << edited_family.output;
+  EXPECT_EQ(counts(), std::make_pair(int64_t{0}, int64_t{40}));
 
   // An edited needles file (its first needle dropped): every cell reads it, none is kept.
   test_support::write_text_file(dir.path() / "needles.jsonl", needles.substr(needles.find('\n') + 1));
