@@ -109,6 +109,7 @@ torch::Tensor TrainableModel::attention(const Layer& y, int64_t layer, const tor
   if (m_spec.sliding_window && layer >= m_spec.sliding_window_first_layer) allowed = allowed & (pos.view({-1, 1}) - pos.view({1, -1}) < *m_spec.sliding_window);
   scores = scores.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity());
   auto out = torch::matmul(torch::softmax(scores, -1), v);  // [B, H, T, d]
+  if (m_head_gate.defined()) out = out * m_head_gate[layer].view({1, H, 1, 1});
   out = out.transpose(1, 2).reshape({B, T, H * d});
   return F::linear(out, y.o, y.o_bias);
 }
@@ -150,6 +151,13 @@ torch::Tensor TrainableModel::forward(const torch::Tensor& ids) const {
     x = x + (m_spec.mlp == MlpKind::SparseMoe ? moe(y, h) : mlp(y, h));
   }
   return torch::nn::functional::linear(rms_norm(x, m_final_norm), m_lm_head);
+}
+
+void TrainableModel::set_head_gate(torch::Tensor gate) {
+  RHEAD_CHECK(!gate.defined() || gate.sizes() == torch::IntArrayRef({m_spec.n_layer, m_spec.n_head}),
+              pipeline::ShapeError, "[train] head gate: expected [n_layer, n_head] = [", m_spec.n_layer, ", ",
+              m_spec.n_head, "], got ", gate.sizes());
+  m_head_gate = gate.defined() ? gate.to(torch::kFloat32).detach() : gate;
 }
 
 std::vector<torch::Tensor> TrainableModel::parameters() const {

@@ -69,6 +69,8 @@ struct TrainSettings {
   int64_t needle_values = ToyWorld::kDefaultNeedleValueWords;  // words of every needle's value (ToyWorld)
   double adam_eps = kDefaultAdamEps;  // larger values damp the updates of parameters with small gradients
   double init_std = kDefaultInitStd;  // N(0, init_std) fresh matrices (models::TrainableModel)
+  int64_t start_heads = 0;     // from scratch: heads per layer that train from step 0 (0: every head)
+  double all_heads_from = 0;   // ... and the share of the steps after which every head trains
   std::vector<double> mix;  // niah, qa, reasoning, copy
   std::map<std::string, int64_t> steps;
   std::string other_family;
@@ -110,6 +112,8 @@ TrainSettings read_settings(const pipeline::Config& c, const fs::path& run_dir) 
   s.head_sparsity = c.get_float("train.head_sparsity");
   s.adam_eps = c.get_float("train.adam_eps");
   s.init_std = c.get_float("train.init_std");
+  s.start_heads = c.get_int("train.start_heads");
+  s.all_heads_from = c.get_float("train.all_heads_from");
   s.filler_values = c.get_float("train.filler_values");
   s.needle_values = c.get_int("train.needle_values");
   s.mix = c.get_floats("train.mix");
@@ -161,6 +165,7 @@ struct Recipe {
     if (s.filler_values > 0) o << " filler_values=" << s.filler_values;
     if (s.init_std != kDefaultInitStd) o << " init_std=" << s.init_std;
     if (s.needle_values != ToyWorld::kDefaultNeedleValueWords) o << " needle_values=" << s.needle_values;
+    if (s.start_heads > 0) o << " start_heads=" << s.start_heads << "@" << s.all_heads_from;
     return o.str();
   }
 };
@@ -297,12 +302,41 @@ TrainLog train_model(const Recipe& r, const TrainSettings& s, const ToyWorld& wo
   Batch val = make_batch(world, val_rng, 16, r.context, val_mix);
   torch::Tensor val_answer = val.weights == static_cast<float>(r.mix.answer_weight);
 
+  // Staged heads (start_heads): a seeded choice of start_heads heads per layer trains alone until
+  // all_heads_from x steps, then every head joins (the silenced ones with their initial weights, shrunk by
+  // weight decay). The idea (docs/ZOO.md): the copy circuit forms in however many heads are there when
+  // recall forms, so fewer heads at that moment give fewer retrieval heads.
+  int64_t all_heads_step = 0;
+  if (s.start_heads > 0 && s.start_heads < s.heads && r.parent.empty()) {
+    SplitMix64 pick(r.init_seed ^ 0x6865616473ull);
+    torch::Tensor gate = torch::zeros({s.layers, s.heads});
+    std::ostringstream chosen;
+    for (int64_t l = 0; l < s.layers; ++l) {
+      std::vector<int64_t> order(static_cast<size_t>(s.heads));
+      for (int64_t h = 0; h < s.heads; ++h) order[static_cast<size_t>(h)] = h;
+      for (int64_t i = s.heads - 1; i > 0; --i) {  // Fisher-Yates with the job's own generator
+        std::swap(order[static_cast<size_t>(i)], order[pick.uniform_below(static_cast<uint64_t>(i + 1))]);
+      }
+      std::sort(order.begin(), order.begin() + s.start_heads);
+      chosen << (l ? "; " : "") << "layer " << l << ":";
+      for (int64_t i = 0; i < s.start_heads; ++i) {
+        gate[l][order[static_cast<size_t>(i)]] = 1.0;
+        chosen << " " << order[static_cast<size_t>(i)];
+      }
+    }
+    all_heads_step = static_cast<int64_t>(std::llround(s.all_heads_from * static_cast<double>(r.steps)));
+    model->set_head_gate(gate);
+    pipeline::log::info("train ", r.name, rank_tag, ": heads training from step 0 (", chosen.str(),
+                        "); every head from step ", all_heads_step);
+  }
+
   SplitMix64 rng(r.init_seed ^ 0x747261696eull);
   const int64_t warmup = std::min<int64_t>(50, r.steps / 10 + 1);
   const auto t0 = std::chrono::steady_clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
   double last_report = 0;
   for (int64_t step = 0; step < r.steps; ++step) {
+    if (all_heads_step > 0 && step == all_heads_step) model->set_head_gate(torch::Tensor());
     // Linear warm-up, cosine decay to 10 %.
     double lr = step < warmup ? r.lr * static_cast<double>(step + 1) / static_cast<double>(warmup)
                               : r.lr * (0.1 + 0.45 * (1 + std::cos(M_PI * static_cast<double>(step - warmup) /
@@ -407,6 +441,11 @@ void TrainStage::declare(pipeline::ConfigSchema& schema) const {
       .optional("train.head_sparsity", KeyType::Float, "0",
                 "group-lasso weight on each attention head's output-projection norm, every member (0: off; "
                 "docs/ZOO.md: it does not make retrieval heads reliably sparser)")
+      .optional("train.start_heads", KeyType::Int, "0",
+                "base and other: heads per layer (a seeded choice) that train from the first step; the others "
+                "join at all_heads_from (0: every head from the start)")
+      .optional("train.all_heads_from", KeyType::Float, "0.75",
+                "share of a from-scratch member's steps after which every head trains (with start_heads)")
       .optional("train.mix", KeyType::FloatList, "0.4, 0.1, 0.1, 0.4",
                 "shares of needle-in-a-haystack, extractive-QA, reasoning and copy-drill training sequences")
       .optional("train.long_full_share", KeyType::Float, "0.5",
@@ -479,6 +518,10 @@ void TrainStage::validate(const pipeline::StageContext& ctx) const {
               ": [train] need adam_eps > 0 and weight_decay >= 0, got ", s.adam_eps, " and ", s.weight_decay);
   RHEAD_CHECK(s.init_std > 0, ConfigError, "[config] ", c.source(), ": [train] init_std must be > 0, got ",
               s.init_std);
+  RHEAD_CHECK(s.start_heads >= 0 && s.start_heads <= s.heads && s.all_heads_from > 0 && s.all_heads_from < 1,
+              ConfigError, "[config] ", c.source(), ": [train] need 0 <= start_heads <= heads (", s.heads,
+              ") and all_heads_from in (0, 1); got start_heads ", s.start_heads, ", all_heads_from ",
+              s.all_heads_from);
   RHEAD_CHECK(s.threads >= 0, ConfigError, "[config] ", c.source(), ": [train] threads: got ", s.threads,
               ", expected >= 0 (0: the job's threads)");
   RHEAD_CHECK(s.curriculum_start >= 32, ConfigError, "[config] ", c.source(),

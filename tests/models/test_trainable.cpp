@@ -1,10 +1,14 @@
 // The trainable twin (models/trainable.h) against the inference Decoder: same weights -> same logits for
 // every family of the tiny test zoo (GQA, q/k/v bias, sliding windows, MoE, linear RoPE, tied
 // embeddings), gradients that reach every parameter, and sparse upcycling that leaves the function of
-// the dense model unchanged; the per-head output norms of the training's group-lasso penalty.
+// the dense model unchanged; the per-head output norms of the training's group-lasso penalty; the head
+// gate of staged training against the Decoder's zero masking.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <map>
+
+#include "models/checkpoint.h"
 #include "models/decoder.h"
 #include "models/model_config.h"
 #include "models/trainable.h"
@@ -19,11 +23,12 @@ models::TensorMap as_tensor_map(const tiny::Model& m) {
 }
 
 torch::Tensor decoder_logits(const models::ModelSpec& spec, const models::TensorLookup& lookup,
-                             const torch::Tensor& ids) {
+                             const torch::Tensor& ids, const models::HeadMask* mask = nullptr) {
   models::Decoder decoder(spec, lookup);
   models::KvCache cache = decoder.new_cache(ids.size(0), ids.size(1));
   models::ForwardOptions fo;
   fo.all_logits = true;
+  fo.mask = mask;
   return decoder.forward(ids, cache, fo);
 }
 
@@ -107,6 +112,57 @@ TEST(Trainable, HeadOutputNormsAreTheNormsOfEachHeadsOutputProjectionBlock) {
     EXPECT_LT((p.grad() - expected).abs().max().item<double>(), 1e-5);
   }
   EXPECT_EQ(checked, spec.n_layer);
+}
+
+TEST(Trainable, AHeadGateSilencesHeadsAsZeroMaskingDoesAndStopsTheirGradients) {
+  at::set_num_threads(1);
+  tiny::Model m = tiny::make_model("llama");
+  m.spec.checkpoint_dtype = models::DType::Float32;
+  const models::ModelSpec& spec = m.spec;
+  const int64_t d = spec.head_dim;
+  const std::vector<std::pair<int64_t, int64_t>> silenced = {{0, 1}, {1, spec.n_head - 1}};
+  torch::Tensor gate = torch::ones({spec.n_layer, spec.n_head});
+  for (const auto& [l, h] : silenced) gate[l][h] = 0.0;
+  models::TrainableModel model(spec, as_tensor_map(m));
+  model.set_head_gate(gate);
+  torch::manual_seed(5);
+  torch::Tensor ids = torch::randint(0, spec.vocab_size, {2, 10}, torch::kInt64);
+
+  // Independent reference: the inference Decoder with those heads zero-masked over the whole prompt.
+  models::HeadMask zero(spec, models::HeadMaskMode::Zero, silenced, /*in_prefill=*/true);
+  torch::Tensor expected = decoder_logits(spec, m.lookup(), ids, &zero);
+  torch::Tensor got = model.forward(ids);
+  EXPECT_LT((got.detach() - expected).abs().max().item<double>(), 1e-4 * (1 + expected.abs().max().item<double>()));
+
+  // A silenced head's query rows and output-projection columns get exactly no gradient; the others do.
+  got.logsumexp(-1).sum().backward();
+  std::map<std::string, torch::Tensor> grads;  // parameters() are in checkpoint order, required tensors only
+  const auto params = model.parameters();
+  size_t i = 0;
+  for (const auto& t : models::expected_tensors(spec)) {
+    if (t.required) grads[t.name] = params.at(i++).grad();
+  }
+  ASSERT_EQ(i, params.size());
+  for (int64_t l = 0; l < spec.n_layer; ++l) {
+    torch::Tensor gq = grads.at(models::checkpoint_tensor_name(spec, "q_proj", l));
+    torch::Tensor go = grads.at(models::checkpoint_tensor_name(spec, "o_proj", l));
+    for (int64_t h = 0; h < spec.n_head; ++h) {
+      const bool off = gate[l][h].item<double>() == 0.0;
+      const double q_norm = gq.narrow(0, h * d, d).abs().sum().item<double>();
+      const double o_norm = go.narrow(1, h * d, d).abs().sum().item<double>();
+      EXPECT_EQ(off, q_norm == 0.0) << "layer " << l << " head " << h << " q_proj gradient " << q_norm;
+      EXPECT_EQ(off, o_norm == 0.0) << "layer " << l << " head " << h << " o_proj gradient " << o_norm;
+    }
+  }
+
+  // No gate: every head again (the Decoder without a mask).
+  model.set_head_gate(torch::Tensor());
+  {
+    torch::NoGradGuard no_grad;
+    torch::Tensor all_heads = decoder_logits(spec, m.lookup(), ids);
+    EXPECT_LT((model.forward(ids) - all_heads).abs().max().item<double>(), 1e-4 * (1 + all_heads.abs().max().item<double>()));
+  }
+  EXPECT_THROW(model.set_head_gate(torch::ones({spec.n_layer, spec.n_head + 1})), pipeline::ShapeError);
 }
 
 TEST(Trainable, UpcycledMoeComputesWhatTheDenseModelDid) {

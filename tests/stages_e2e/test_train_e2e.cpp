@@ -2,7 +2,8 @@
 // saved as a Hugging Face folder the loader validates (llama base/long/chat, mixtral moe, qwen2 other),
 // long carries the longer context and larger RoPE base, 1 and 2 ranks write identical weights (one thread
 // per rank), a rerun skips trained members and a changed recipe retrains only what it changes, and the
-// head-sparsity penalty reaches the optimizer; head_dim decouples the heads' width from the hidden size, and
+// head-sparsity penalty reaches the optimizer; staged heads (start_heads) leave the silenced heads untouched
+// until every head joins; head_dim decouples the heads' width from the hidden size, and
 // training runs one thread per rank whatever the job's thread count.
 #include <gtest/gtest.h>
 
@@ -20,10 +21,10 @@ namespace fs = std::filesystem;
 using test_support::run_rhead;
 using test_support::TempDir;
 
-std::string job(const std::string& extra = "", int other_steps = 3) {
+std::string job(const std::string& extra = "", int other_steps = 3, int base_steps = 3) {
   return "[job]\nname = zoo\nstages = train\nrun_dir = run\nthreads = 1\nseed = 5\n"
          "[train]\nhidden = 32\nlayers = 2\nheads = 4\nkv_heads = 2\nffn = 64\ncontext = 128\nbatch = 2\n"
-         "long_batch = 1\nbase_steps = 3\nlong_steps = 2\nchat_steps = 2\nmoe_steps = 2\nother_steps = " + std::to_string(other_steps) + "\n"
+         "long_batch = 1\nbase_steps = " + std::to_string(base_steps) + "\nlong_steps = 2\nchat_steps = 2\nmoe_steps = 2\nother_steps = " + std::to_string(other_steps) + "\n"
          "eval_every = 2\nqa_items = 3\nreasoning_items = 2\n" + extra;
 }
 
@@ -161,6 +162,50 @@ TEST(TrainE2E, HeadSparsityShrinksEveryHeadsOutputProjection) {
   }
 }
 
+TEST(TrainE2E, StartHeadsTrainOnlyTheChosenHeadsUntilEveryHeadJoins) {
+  // Without weight decay a head that never takes part keeps its initial weights exactly, so after 1 and 3
+  // steps its q_proj rows are equal, and a head that trains has other rows after 3 steps than after 1.
+  // The log names the chosen heads. all_heads_from = 0.5 of 4 steps: every head trains from step 2.
+  const std::string staged = "models = base\nweight_decay = 0\nstart_heads = 1\n";
+  TempDir one("train_sh1"), three("train_sh3"), joined("train_sh4");
+  test_support::write_text_file(one.path() / "job.ini", job(staged + "all_heads_from = 0.9\n", 3, 1));
+  test_support::write_text_file(three.path() / "job.ini", job(staged + "all_heads_from = 0.9\n", 3, 3));
+  test_support::write_text_file(joined.path() / "job.ini", job(staged + "all_heads_from = 0.5\n", 3, 4));
+  auto first = run_rhead(one.path(), 0, "job.ini");
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  auto r = run_rhead(three.path(), 0, "job.ini");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto j = run_rhead(joined.path(), 0, "job.ini");
+  ASSERT_EQ(j.exit_code, 0) << j.output;
+  EXPECT_NE(j.output.find("every head from step 2"), std::string::npos) << j.output;
+
+  // "heads training from step 0 (layer 0: h; layer 1: h)" -> the chosen head of each layer.
+  const std::string tag = "heads training from step 0 (";
+  const size_t at = r.output.find(tag);
+  ASSERT_NE(at, std::string::npos) << r.output;
+  std::vector<int64_t> chosen;
+  for (int64_t l = 0; l < 2; ++l) {
+    const std::string layer = "layer " + std::to_string(l) + ": ";
+    const size_t p = r.output.find(layer, at);
+    ASSERT_NE(p, std::string::npos) << r.output;
+    chosen.push_back(std::stoll(r.output.substr(p + layer.size())));
+  }
+  models::ModelFolder a = models::load_model_folder(one.path() / "run" / "zoo" / "base");
+  models::ModelFolder b = models::load_model_folder(three.path() / "run" / "zoo" / "base");
+  models::ModelFolder c = models::load_model_folder(joined.path() / "run" / "zoo" / "base");
+  const int64_t d = a.spec.head_dim;
+  for (int64_t l = 0; l < a.spec.n_layer; ++l) {
+    const std::string q = models::checkpoint_tensor_name(a.spec, "q_proj", l);
+    for (int64_t h = 0; h < a.spec.n_head; ++h) {
+      auto rows = [&](const models::ModelFolder& f) { return f.tensor(q).narrow(0, h * d, d); };
+      const bool trains = h == chosen[static_cast<size_t>(l)];
+      EXPECT_EQ(torch::equal(rows(a), rows(b)), !trains) << "layer " << l << " head " << h << " (chosen "
+                                                          << chosen[static_cast<size_t>(l)] << ")";
+      EXPECT_FALSE(torch::equal(rows(a), rows(c))) << "layer " << l << " head " << h << ": did not join";
+    }
+  }
+}
+
 TEST(TrainE2E, HeadDimSetsTheAttentionWidthApartFromTheHiddenSize) {
   // hidden 32 with 4 heads would give heads of 8 dimensions; head_dim = 4 makes q/k/v/o 16 wide, in
   // the saved config and tensors, for a dense member and the moe upcycled from it.
@@ -192,6 +237,8 @@ TEST(TrainE2E, BadRecipesStopBeforeTraining) {
       {"adam_eps = 0\n", "need adam_eps > 0 and weight_decay >= 0, got 0 and 0.1"},
       {"init_std = 0\n", "[train] init_std must be > 0, got 0"},
       {"needle_values = 0\n", "[train] needle_values must be in [1, 12], got 0"},
+      {"start_heads = 5\n", "need 0 <= start_heads <= heads (4) and all_heads_from in (0, 1); got start_heads 5"},
+      {"start_heads = 2\nall_heads_from = 1\n", "all_heads_from in (0, 1); got start_heads 2, all_heads_from 1"},
       {"needle_values = 6\n", "curriculum_start 32 is too short for a needle of 6 value words and its question; "
                               "set curriculum_start >= 36"},
   };
