@@ -90,12 +90,13 @@ void write_text(const fs::path& path, const std::string& text) {
 
 }  // namespace
 
-ToyWorld::ToyWorld(uint64_t seed, double filler_value_share, int needle_value_words)
+ToyWorld::ToyWorld(uint64_t seed, double filler_value_share, int needle_value_words, bool roads_in_context)
     : m_keys(kKeys),
       m_values(kValues),
       m_towns(kTowns),
       m_filler_value_share(filler_value_share),
-      m_needle_value_words(needle_value_words) {
+      m_needle_value_words(needle_value_words),
+      m_roads_in_context(roads_in_context) {
   // One value length for every needle, in training and evaluation. Measured: with 2-4 words in training,
   // base answered "<key> v1 v2 ." for 3-word test needles in 1 of 6 cells (the end of the answer came from
   // the length prior, not the copy); one length for all removes that shortcut's pull.
@@ -333,7 +334,41 @@ ToyWorld::QaItem ToyWorld::qa_item(SplitMix64& rng, int64_t context_words) const
   return {join(sentences), "where does " + asked.key + " live ?", asked.key + " " + join(asked.value)};
 }
 
+ToyWorld::RoadItem ToyWorld::road_item(SplitMix64& rng, int64_t context_words) const {
+  // Three distinct towns for the chain, and two distractor roads that start elsewhere (so each town
+  // the chain looks up has exactly one road out of it in the context).
+  std::vector<std::string> towns = m_towns;
+  for (size_t i = towns.size(); i > 1; --i) std::swap(towns[i - 1], towns[rng.uniform_below(i)]);
+  RoadItem item;
+  item.start = towns[0];
+  item.middle = towns[1];
+  item.answer = towns[2];
+  std::vector<std::string> roads = {towns[0] + " leads to " + towns[1] + " .", towns[1] + " leads to " + towns[2] + " .",
+                                    towns[3] + " leads to " + towns[4] + " .", towns[5] + " leads to " + towns[6] + " ."};
+  std::vector<std::string> sentences;
+  for (int64_t words = 0; words < context_words;) {
+    sentences.push_back(filler_sentence(rng));
+    words += static_cast<int64_t>(split(sentences.back()).size());
+  }
+  for (const auto& road : roads) {
+    const size_t pos = rng.uniform_below(sentences.size() + 1);
+    sentences.insert(sentences.begin() + static_cast<std::ptrdiff_t>(pos), road);
+  }
+  item.context = join(sentences);
+  item.question = "where does the road from " + item.start + " lead after two steps ?";
+  return item;
+}
+
 std::pair<std::string, std::string> ToyWorld::reasoning_item(SplitMix64& rng, bool cot) const {
+  if (m_roads_in_context) {
+    const RoadItem r = road_item(rng, 8 + static_cast<int64_t>(rng.uniform_below(33)));
+    std::string prompt = std::string(cot ? kCotPrompt : kDirectPrompt) + " " + r.context + " Question: " + r.question +
+                         " Answer:";
+    std::string answer = cot ? r.start + " leads to " + r.middle + " . " + r.middle + " leads to " + r.answer +
+                                   " . so the answer is " + r.answer
+                             : "the answer is " + r.answer;
+    return {prompt, answer};
+  }
   const std::string t = pick(rng, m_towns), u = town_after(t), w = town_after(u);
   std::string prompt = std::string(cot ? kCotPrompt : kDirectPrompt) + " Question: where does the road from " + t +
                        " lead after two steps ? Answer:";
@@ -410,7 +445,15 @@ void ToyWorld::write_files(const fs::path& dir, int64_t qa_items, int64_t reason
     QaItem q = qa_item(rng, qa_context_words);
     qa += nlohmann::json{{"context", q.context}, {"question", q.question}, {"answers", {q.answer}}}.dump() + "\n";
   }
-  for (int64_t i = 0; i < reasoning_items; ++i) {
+  for (int64_t i = 0; m_roads_in_context && i < reasoning_items; ++i) {
+    const RoadItem r = road_item(rng, 40);  // the same context for both modes
+    cot += nlohmann::json{{"prompt", kCotPrompt}, {"context", r.context}, {"question", r.question}, {"answer", r.answer}}
+               .dump() + "\n";
+    direct +=
+        nlohmann::json{{"prompt", kDirectPrompt}, {"context", r.context}, {"question", r.question}, {"answer", r.answer}}
+            .dump() + "\n";
+  }
+  for (int64_t i = 0; !m_roads_in_context && i < reasoning_items; ++i) {
     const std::string t = m_towns[static_cast<size_t>(i) % m_towns.size()];
     const std::string question = "where does the road from " + t + " lead after two steps ?";
     const std::string answer = town_after(town_after(t));

@@ -13,6 +13,9 @@
 //               "where does the road from <t> lead after two steps ?"
 //                 cot:    "<t> leads to <u> . <u> leads to <w> . so the answer is <w> </s>"
 //                 direct: "the answer is <w> </s>"
+//               or, with roads_in_context, a fresh map per item whose roads "<a> leads to <b> ." stand
+//               among filler before the question (a chain of thought then quotes both roads from the
+//               context; an answer-only item has to compose them in one forward pass)
 // Every word is one WordLevel token (whitespace split), so texts and token ids map one to one. Keys and
 // values are fresh random draws for every needle and fact, so needles can only be answered by reading
 // the context; the road map is the only thing to memorise.
@@ -58,8 +61,10 @@ class ToyWorld {
   // (the answer span that detection scores; 1 .. kMaxNeedleValueWords).
   static constexpr int kDefaultNeedleValueWords = 3;
   static constexpr int kMaxNeedleValueWords = 12;
+  // roads_in_context: reasoning items carry their own road map in the context instead of asking about
+  // the memorised one.
   explicit ToyWorld(uint64_t seed, double filler_value_share = 0,
-                    int needle_value_words = kDefaultNeedleValueWords);
+                    int needle_value_words = kDefaultNeedleValueWords, bool roads_in_context = false);
 
   const std::vector<std::string>& vocab() const { return m_vocab; }
   int64_t id(const std::string& word) const;  // InputError for a word outside the vocabulary
@@ -109,6 +114,11 @@ class ToyWorld {
   };
   QaItem qa_item(SplitMix64& rng, int64_t context_words) const;
   std::pair<std::string, std::string> reasoning_item(SplitMix64& rng, bool cot) const;
+  struct RoadItem {
+    std::string context, question, answer;  // answer: the destination town
+    std::string start, middle;              // the chain: start -> middle -> answer
+  };
+  RoadItem road_item(SplitMix64& rng, int64_t context_words) const;  // a fresh map among filler
 
   std::vector<std::string> m_vocab;
   std::map<std::string, int64_t> m_ids;
@@ -116,6 +126,7 @@ class ToyWorld {
   std::map<std::string, std::string> m_road;  // town -> next town (a random permutation cycle)
   double m_filler_value_share = 0;
   int m_needle_value_words = kDefaultNeedleValueWords;
+  bool m_roads_in_context = false;
 };
 
 }  // namespace stages

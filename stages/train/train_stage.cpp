@@ -71,6 +71,7 @@ struct TrainSettings {
   double init_std = kDefaultInitStd;  // N(0, init_std) fresh matrices (models::TrainableModel)
   int64_t start_heads = 0;     // from scratch: heads per layer that train from step 0 (0: every head)
   double all_heads_from = 0;   // ... and the share of the steps after which every head trains
+  bool roads_in_context = false;  // reasoning items carry their own road map (ToyWorld)
   std::vector<double> mix;  // niah, qa, reasoning, copy
   std::map<std::string, int64_t> steps;
   std::string other_family;
@@ -114,6 +115,7 @@ TrainSettings read_settings(const pipeline::Config& c, const fs::path& run_dir) 
   s.init_std = c.get_float("train.init_std");
   s.start_heads = c.get_int("train.start_heads");
   s.all_heads_from = c.get_float("train.all_heads_from");
+  s.roads_in_context = c.get_bool("train.roads_in_context");
   s.filler_values = c.get_float("train.filler_values");
   s.needle_values = c.get_int("train.needle_values");
   s.mix = c.get_floats("train.mix");
@@ -166,6 +168,7 @@ struct Recipe {
     if (s.init_std != kDefaultInitStd) o << " init_std=" << s.init_std;
     if (s.needle_values != ToyWorld::kDefaultNeedleValueWords) o << " needle_values=" << s.needle_values;
     if (s.start_heads > 0) o << " start_heads=" << s.start_heads << "@" << s.all_heads_from;
+    if (s.roads_in_context) o << " roads_in_context";
     return o.str();
   }
 };
@@ -446,6 +449,9 @@ void TrainStage::declare(pipeline::ConfigSchema& schema) const {
                 "join at all_heads_from (0: every head from the start)")
       .optional("train.all_heads_from", KeyType::Float, "0.75",
                 "share of a from-scratch member's steps after which every head trains (with start_heads)")
+      .optional("train.roads_in_context", KeyType::Bool, "false",
+                "reasoning items carry a fresh road map among filler (a chain of thought quotes its roads from "
+                "the context) instead of asking about the memorised map")
       .optional("train.mix", KeyType::FloatList, "0.4, 0.1, 0.1, 0.4",
                 "shares of needle-in-a-haystack, extractive-QA, reasoning and copy-drill training sequences")
       .optional("train.long_full_share", KeyType::Float, "0.5",
@@ -545,7 +551,7 @@ void TrainStage::run(pipeline::StageContext& ctx) {
   if (threads != ctx.threads) {
     pipeline::log::info("train: ", threads, " compute thread(s) per rank ([train] threads; the job's: ", ctx.threads, ")");
   }
-  const ToyWorld world(s.seed, s.filler_values, static_cast<int>(s.needle_values));
+  const ToyWorld world(s.seed, s.filler_values, static_cast<int>(s.needle_values), s.roads_in_context);
   if (ctx.comm.rank() == 0) {
     fs::create_directories(s.out);
     world.write_files(s.out / "world", s.qa_items, s.reasoning_items, s.qa_context_words);

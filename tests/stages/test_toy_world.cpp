@@ -1,7 +1,8 @@
 // The toy world of the embedded default (stages/train/toy_world.h): training samples have exactly the
 // requested length, use only vocabulary words, put weight on the answers only, and every answer can be
 // read off the context (the value follows its key in a needle); the evaluation files follow the
-// official needle format and the ablate task format; the road map is a single cycle.
+// official needle format and the ablate task format; the road map is a single cycle, or (roads in
+// context) each reasoning item carries the two roads its chain quotes.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -9,6 +10,8 @@
 #include <map>
 #include <set>
 #include <sstream>
+
+#include <nlohmann/json.hpp>
 
 #include "models/tokenizer/tokenizer.h"
 #include "pipeline/core/error.h"
@@ -212,6 +215,82 @@ TEST(ToyWorld, RoadMapIsOneCycleAndFilesFollowTheirFormats) {
   EXPECT_EQ(lines, 4);
   EXPECT_TRUE(std::filesystem::exists(dir.path() / "tasks" / "qa.jsonl"));
   EXPECT_TRUE(std::filesystem::exists(dir.path() / "haystack" / "essay1.txt"));
+}
+
+// "... <a> leads to <b> . ..." -> every b after "<a> leads to" in the text.
+std::vector<std::string> roads_from(const std::string& text, const std::string& a) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  std::vector<std::string> w{std::istream_iterator<std::string>(in), {}};
+  for (size_t i = 0; i + 4 < w.size(); ++i) {
+    if (w[i] == a && w[i + 1] == "leads" && w[i + 2] == "to" && w[i + 4] == ".") {
+      out.push_back(w[i + 3]);
+    }
+  }
+  return out;
+}
+
+TEST(ToyWorld, RoadsInContextGiveEveryItemTheTwoRoadsItsChainQuotes) {
+  ToyWorld world(77, 0, ToyWorld::kDefaultNeedleValueWords, /*roads_in_context=*/true);
+  // Evaluation files: both modes ask the same item; its context holds exactly one road out of the start
+  // town and one out of the next, and they end at the answer.
+  test_support::TempDir dir("toy_world_roads");
+  world.write_files(dir.path(), 2, 6, 40);
+  std::ifstream cot(dir.path() / "tasks" / "reasoning_cot.jsonl"), direct(dir.path() / "tasks" / "reasoning_direct.jsonl");
+  int items = 0;
+  for (std::string a, b; std::getline(cot, a) && std::getline(direct, b); ++items) {
+    auto c = nlohmann::json::parse(a), d = nlohmann::json::parse(b);
+    EXPECT_EQ(c.at("prompt"), "think step by step .");
+    EXPECT_EQ(d.at("prompt"), "answer directly .");
+    for (const char* field : {"context", "question", "answer"}) EXPECT_EQ(c.at(field), d.at(field)) << field;
+    std::istringstream q(c.at("question").get<std::string>());
+    std::vector<std::string> qw{std::istream_iterator<std::string>(q), {}};
+    ASSERT_GE(qw.size(), 6u);
+    const std::string start = qw[5];  // "where does the road from <t> lead ..."
+    const std::string context = c.at("context");
+    auto first = roads_from(context, start);
+    ASSERT_EQ(first.size(), 1u) << context;
+    auto second = roads_from(context, first[0]);
+    ASSERT_EQ(second.size(), 1u) << context;
+    EXPECT_EQ(second[0], c.at("answer").get<std::string>()) << context;
+    EXPECT_NE(second[0], start);
+  }
+  EXPECT_EQ(items, 6);
+
+  // Training: every chain of thought quotes two roads of its own item's context, and every answer-only
+  // item's answer is two roads away from its start in its own context.
+  TrainingMix mix;
+  mix.niah = mix.qa = mix.copy = 0;
+  mix.reasoning = 1;
+  SplitMix64 rng(4);
+  int chains = 0, answers = 0;
+  for (int n = 0; n < 30; ++n) {
+    auto seq = world.sample(rng, 128, mix);
+    const std::string text = text_of(world, seq.ids, 0, seq.ids.size());
+    for (size_t begin = 0, end; (end = text.find("</s>", begin)) != std::string::npos; begin = end + 4) {
+      const std::string item = text.substr(begin, end - begin);
+      const size_t at = item.find("Answer:");
+      ASSERT_NE(at, std::string::npos) << item;
+      const std::string prompt = item.substr(0, at), answer = item.substr(at + 7);
+      const size_t from = prompt.find("road from ");
+      ASSERT_NE(from, std::string::npos) << item;
+      const std::string start = prompt.substr(from + 10, prompt.find(' ', from + 10) - from - 10);
+      auto first = roads_from(prompt, start);
+      ASSERT_EQ(first.size(), 1u) << item;
+      auto second = roads_from(prompt, first[0]);
+      ASSERT_EQ(second.size(), 1u) << item;
+      if (prompt.find("think step by step") != std::string::npos) {
+        ++chains;
+        EXPECT_EQ(answer, " " + start + " leads to " + first[0] + " . " + first[0] + " leads to " + second[0] +
+                              " . so the answer is " + second[0] + " ") << item;
+      } else {
+        ++answers;
+        EXPECT_EQ(answer, " the answer is " + second[0] + " ") << item;
+      }
+    }
+  }
+  EXPECT_GT(chains, 5);
+  EXPECT_GT(answers, 5);
 }
 
 }  // namespace
