@@ -309,8 +309,11 @@ TrainLog train_model(const Recipe& r, const TrainSettings& s, const ToyWorld& wo
   // all_heads_from x steps, then every head joins (the silenced ones with their initial weights, shrunk by
   // weight decay). The idea (docs/ZOO.md): the copy circuit forms in however many heads are there when
   // recall forms, so fewer heads at that moment give fewer retrieval heads.
-  int64_t all_heads_step = 0;
-  if (s.start_heads > 0 && s.start_heads < s.heads && r.parent.empty()) {
+  // Only members trained from scratch; a stage that would end at step 0 is no stage at all.
+  int64_t all_heads_step = static_cast<int64_t>(std::llround(s.all_heads_from * static_cast<double>(r.steps)));
+  if (s.start_heads == 0 || s.start_heads >= s.heads || !r.parent.empty()) all_heads_step = 0;
+  nlohmann::json start_heads = nlohmann::json::array();  // [[layer, head], ...] for train_meta.json
+  if (all_heads_step > 0) {
     SplitMix64 pick(r.init_seed ^ 0x6865616473ull);
     torch::Tensor gate = torch::zeros({s.layers, s.heads});
     std::ostringstream chosen;
@@ -324,10 +327,10 @@ TrainLog train_model(const Recipe& r, const TrainSettings& s, const ToyWorld& wo
       chosen << (l ? "; " : "") << "layer " << l << ":";
       for (int64_t i = 0; i < s.start_heads; ++i) {
         gate[l][order[static_cast<size_t>(i)]] = 1.0;
+        start_heads.push_back({l, order[static_cast<size_t>(i)]});
         chosen << " " << order[static_cast<size_t>(i)];
       }
     }
-    all_heads_step = static_cast<int64_t>(std::llround(s.all_heads_from * static_cast<double>(r.steps)));
     model->set_head_gate(gate);
     pipeline::log::info("train ", r.name, rank_tag, ": heads training from step 0 (", chosen.str(),
                         "); every head from step ", all_heads_step);
@@ -388,6 +391,7 @@ TrainLog train_model(const Recipe& r, const TrainSettings& s, const ToyWorld& wo
                          {"parameters", log.parameters},
                          {"loss", log.loss}};
   for (const auto& [st, a] : log.accuracy) meta["accuracy"].push_back({st, a});
+  if (all_heads_step > 0) meta["staged_heads"] = {{"heads_from_step_0", start_heads}, {"every_head_from_step", all_heads_step}};
   std::ofstream(tmp / "train_meta.json") << meta.dump(1) << "\n";
   fs::remove_all(dir);
   fs::rename(tmp, dir);

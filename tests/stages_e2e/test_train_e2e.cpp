@@ -11,6 +11,8 @@
 #include <map>
 #include <iterator>
 
+#include <nlohmann/json.hpp>
+
 #include "models/checkpoint.h"
 #include "models/model_config.h"
 #include "tests/common/test_support.h"
@@ -190,6 +192,10 @@ TEST(TrainE2E, StartHeadsTrainOnlyTheChosenHeadsUntilEveryHeadJoins) {
     ASSERT_NE(p, std::string::npos) << r.output;
     chosen.push_back(std::stoll(r.output.substr(p + layer.size())));
   }
+  // train_meta.json records the schedule: the chosen heads and the step every head joins (0.9 x 3 -> 3).
+  const auto meta = nlohmann::json::parse(bytes(three.path() / "run" / "zoo" / "base" / "train_meta.json"));
+  EXPECT_EQ(meta.at("staged_heads").at("every_head_from_step"), 3);
+  EXPECT_EQ(meta.at("staged_heads").at("heads_from_step_0"), nlohmann::json({{0, chosen[0]}, {1, chosen[1]}}));
   models::ModelFolder a = models::load_model_folder(one.path() / "run" / "zoo" / "base");
   models::ModelFolder b = models::load_model_folder(three.path() / "run" / "zoo" / "base");
   models::ModelFolder c = models::load_model_folder(joined.path() / "run" / "zoo" / "base");
