@@ -93,13 +93,29 @@ torch::Tensor TrainableModel::rms_norm(const torch::Tensor& x, const torch::Tens
 torch::Tensor TrainableModel::attention(const Layer& y, int64_t layer, const torch::Tensor& x,
                                         const torch::Tensor& cos, const torch::Tensor& sin) const {
   namespace F = torch::nn::functional;
-  const int64_t B = x.size(0), T = x.size(1), H = m_spec.n_head, KV = m_spec.n_kv_head, d = m_spec.head_dim;
-  auto q = F::linear(x, y.q, y.q_bias).view({B, T, H, d}).transpose(1, 2);    // [B, H, T, d]
+  const int64_t B = x.size(0), T = x.size(1), KV = m_spec.n_kv_head, d = m_spec.head_dim;
+  // Staged training: only the query heads the gate keeps are computed (a silenced head adds exactly
+  // nothing, so leaving it out is the same function, and its q rows and o columns get no gradient).
+  torch::Tensor q_w = y.q, q_b = y.q_bias, o_w = y.o, kept;  // kept: [H'] query heads, or undefined = all
+  int64_t H = m_spec.n_head;
+  if (!m_kept_heads.empty()) {
+    kept = m_kept_heads[static_cast<size_t>(layer)];
+    const torch::Tensor& rows = m_kept_rows[static_cast<size_t>(layer)];  // [H' d]: their q rows, o columns
+    q_w = y.q.index_select(0, rows);
+    if (q_b.defined()) q_b = q_b.index_select(0, rows);
+    o_w = y.o.index_select(1, rows);
+    H = kept.size(0);
+  }
+  auto q = F::linear(x, q_w, q_b).view({B, T, H, d}).transpose(1, 2);          // [B, H, T, d]
   auto k = F::linear(x, y.k, y.k_bias).view({B, T, KV, d}).transpose(1, 2);   // [B, KV, T, d]
   auto v = F::linear(x, y.v, y.v_bias).view({B, T, KV, d}).transpose(1, 2);   // [B, KV, T, d]
   q = Rope::apply(q, cos, sin);
   k = Rope::apply(k, cos, sin);
-  if (KV != H) {  // GQA: query head h reads KV head h / (H / KV)
+  if (kept.defined()) {  // query head h reads KV head h / (n_head / KV)
+    auto kv_of = torch::div(kept, m_spec.n_head / KV, "floor");
+    k = k.index_select(1, kv_of);
+    v = v.index_select(1, kv_of);
+  } else if (KV != H) {  // GQA: query head h reads KV head h / (H / KV)
     k = k.repeat_interleave(H / KV, 1);
     v = v.repeat_interleave(H / KV, 1);
   }
@@ -109,9 +125,8 @@ torch::Tensor TrainableModel::attention(const Layer& y, int64_t layer, const tor
   if (m_spec.sliding_window && layer >= m_spec.sliding_window_first_layer) allowed = allowed & (pos.view({-1, 1}) - pos.view({1, -1}) < *m_spec.sliding_window);
   scores = scores.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity());
   auto out = torch::matmul(torch::softmax(scores, -1), v);  // [B, H, T, d]
-  if (m_head_gate.defined()) out = out * m_head_gate[layer].view({1, H, 1, 1});
   out = out.transpose(1, 2).reshape({B, T, H * d});
-  return F::linear(out, y.o, y.o_bias);
+  return F::linear(out, o_w, y.o_bias);
 }
 
 torch::Tensor TrainableModel::mlp(const Layer& y, const torch::Tensor& x) const {
@@ -157,7 +172,17 @@ void TrainableModel::set_head_gate(torch::Tensor gate) {
   RHEAD_CHECK(!gate.defined() || gate.sizes() == torch::IntArrayRef({m_spec.n_layer, m_spec.n_head}),
               pipeline::ShapeError, "[train] head gate: expected [n_layer, n_head] = [", m_spec.n_layer, ", ",
               m_spec.n_head, "], got ", gate.sizes());
-  m_head_gate = gate.defined() ? gate.to(torch::kFloat32).detach() : gate;
+  m_kept_heads.clear();
+  m_kept_rows.clear();
+  if (!gate.defined()) return;
+  RHEAD_CHECK(((gate == 0) | (gate == 1)).all().item<bool>(), pipeline::InputError,
+              "[train] head gate: expected only 0 (silenced) and 1 (kept) entries");
+  const int64_t d = m_spec.head_dim;
+  for (int64_t l = 0; l < m_spec.n_layer; ++l) {
+    torch::Tensor kept = gate[l].nonzero().view({-1}).to(torch::kInt64);  // [H']
+    m_kept_heads.push_back(kept);
+    m_kept_rows.push_back((kept.view({-1, 1}) * d + torch::arange(d, torch::kInt64).view({1, -1})).view({-1}));
+  }
 }
 
 std::vector<torch::Tensor> TrainableModel::parameters() const {

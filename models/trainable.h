@@ -46,9 +46,9 @@ class TrainableModel {
   // penalty that makes a head either matter or fall silent (stages/train's head_sparsity).
   torch::Tensor head_output_norms() const;
 
-  // Staged training (stages/train's start_heads): gate [n_layer, n_head] fp32, 1 = the query head takes
-  // part, 0 = silenced (its output is zeroed before o_proj, so its q/k/v rows and o_proj block get no
-  // gradient and the model computes as if it did not exist). An undefined tensor (the default) = every head.
+  // Staged training (stages/train's start_heads): gate [n_layer, n_head] of 0 and 1, 1 = the query head
+  // takes part, 0 = silenced: not computed at all (the same function as zeroing its output before o_proj),
+  // so its q rows and o_proj columns get no gradient. An undefined tensor (the default) = every head.
   void set_head_gate(torch::Tensor gate);
 
  private:
@@ -74,7 +74,9 @@ class TrainableModel {
   std::vector<std::pair<std::string, torch::Tensor>> m_named;  // checkpoint name -> leaf, checkpoint order
   torch::Tensor m_embed, m_final_norm, m_lm_head;
   std::vector<Layer> m_layers;
-  torch::Tensor m_head_gate;  // [n_layer, n_head] or undefined (set_head_gate)
+  // set_head_gate: per layer, the kept query heads [H'] and their q rows / o columns [H' * head_dim];
+  // empty = every head.
+  std::vector<torch::Tensor> m_kept_heads, m_kept_rows;
 };
 
 // Sparse upcycling (Komatsuzaki et al. 2023, as Mixtral-style MoE): a dense checkpoint -> the tensors of

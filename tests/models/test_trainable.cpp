@@ -114,9 +114,11 @@ TEST(Trainable, HeadOutputNormsAreTheNormsOfEachHeadsOutputProjectionBlock) {
   EXPECT_EQ(checked, spec.n_layer);
 }
 
-TEST(Trainable, AHeadGateSilencesHeadsAsZeroMaskingDoesAndStopsTheirGradients) {
+class TrainableHeadGate : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(TrainableHeadGate, SilencesHeadsAsZeroMaskingDoesAndStopsTheirGradients) {
   at::set_num_threads(1);
-  tiny::Model m = tiny::make_model("llama");
+  tiny::Model m = tiny::make_model(GetParam());
   m.spec.checkpoint_dtype = models::DType::Float32;
   const models::ModelSpec& spec = m.spec;
   const int64_t d = spec.head_dim;
@@ -163,7 +165,11 @@ TEST(Trainable, AHeadGateSilencesHeadsAsZeroMaskingDoesAndStopsTheirGradients) {
     EXPECT_LT((model.forward(ids) - all_heads).abs().max().item<double>(), 1e-4 * (1 + all_heads.abs().max().item<double>()));
   }
   EXPECT_THROW(model.set_head_gate(torch::ones({spec.n_layer, spec.n_head + 1})), pipeline::ShapeError);
+  EXPECT_THROW(model.set_head_gate(torch::full({spec.n_layer, spec.n_head}, 0.5)), pipeline::InputError);
 }
+
+// llama: one KV head per query head; qwen2: GQA and q/k/v biases (the kept heads' KV heads and bias rows).
+INSTANTIATE_TEST_SUITE_P(Families, TrainableHeadGate, ::testing::Values("llama", "qwen2"));
 
 TEST(Trainable, UpcycledMoeComputesWhatTheDenseModelDid) {
   at::set_num_threads(1);
