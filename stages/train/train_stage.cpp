@@ -153,13 +153,14 @@ struct Recipe {
 
   std::string describe(const TrainSettings& s) const {
     std::ostringstream o;
-    o << "toyzoo-v7 " << name << " parent=" << parent << " family=" << family << " ctx=" << context
+    o << "toyzoo-v8 " << name << " parent=" << parent << " family=" << family << " ctx=" << context
       << " theta=" << rope_theta << " batch=" << batch << " steps=" << steps << " lr=" << lr << " seed=" << init_seed
       << " mix=" << mix.niah << "/" << mix.qa << "/" << mix.reasoning << "/" << mix.copy << "/" << mix.chat << "/" << mix.answer_weight
       << " dims=" << s.hidden << "x" << s.layers << "x" << s.heads << "/" << s.kv_heads << "x" << s.ffn
       << " experts=" << s.n_expert << " curriculum=" << s.curriculum_start << " wd=" << s.weight_decay << " world=" << s.seed
       << " long_full=" << s.long_full_share;
-    // Keys added after v7 appear only when set, so the default recipe string (and zoo) stays v7's.
+    // Keys added after v7 appear only when set (v8 sets head_dim and start_heads), so a recipe string
+    // names every setting its weights depend on.
     if (s.head_dim > 0) o << " head_dim=" << s.head_dim;
     if (s.threads != 1) o << " threads=" << s.threads;  // the weights depend on it (summation order)
     if (s.head_sparsity > 0) o << " head_sparsity=" << s.head_sparsity;
@@ -418,9 +419,9 @@ void TrainStage::declare(pipeline::ConfigSchema& schema) const {
                 "zoo members to train (long, chat and moe need base)")
       .optional("train.hidden", KeyType::Int, "64", "hidden size")
       .optional("train.layers", KeyType::Int, "4", "decoder layers")
-      .optional("train.heads", KeyType::Int, "8", "query heads per layer")
-      .optional("train.kv_heads", KeyType::Int, "8", "key/value heads per layer (GQA)")
-      .optional("train.head_dim", KeyType::Int, "0", "dimensions per attention head (0: hidden / heads)")
+      .optional("train.heads", KeyType::Int, "16", "query heads per layer")
+      .optional("train.kv_heads", KeyType::Int, "16", "key/value heads per layer (GQA)")
+      .optional("train.head_dim", KeyType::Int, "8", "dimensions per attention head (0: hidden / heads)")
       .optional("train.threads", KeyType::Int, "1",
                 "compute threads per rank while training (0: the job's threads). The trained weights depend on "
                 "it (summation order), so the default 1 trains the same zoo from the same seed whatever the "
@@ -448,10 +449,10 @@ void TrainStage::declare(pipeline::ConfigSchema& schema) const {
       .optional("train.head_sparsity", KeyType::Float, "0",
                 "group-lasso weight on each attention head's output-projection norm, every member (0: off; "
                 "docs/ZOO.md: it does not make retrieval heads reliably sparser)")
-      .optional("train.start_heads", KeyType::Int, "0",
+      .optional("train.start_heads", KeyType::Int, "2",
                 "base and other: heads per layer (a seeded choice) that train from the first step; the others "
                 "join at all_heads_from (0: every head from the start)")
-      .optional("train.all_heads_from", KeyType::Float, "0.75",
+      .optional("train.all_heads_from", KeyType::Float, "0.9",
                 "share of a from-scratch member's steps after which every head trains (with start_heads)")
       .optional("train.roads_in_context", KeyType::Bool, "false",
                 "reasoning items carry a fresh road map among filler (a chain of thought quotes its roads from "
@@ -463,11 +464,11 @@ void TrainStage::declare(pipeline::ConfigSchema& schema) const {
                 "[context, long context])")
       .optional("train.curriculum_start", KeyType::Int, "32",
                 "first sequence length of models trained from scratch (rising to context half-way)")
-      .optional("train.base_steps", KeyType::Int, "1200", "optimizer steps of base")
+      .optional("train.base_steps", KeyType::Int, "1600", "optimizer steps of base")
       .optional("train.long_steps", KeyType::Int, "100", "optimizer steps of long")
       .optional("train.chat_steps", KeyType::Int, "300", "optimizer steps of chat")
       .optional("train.moe_steps", KeyType::Int, "150", "optimizer steps of moe")
-      .optional("train.other_steps", KeyType::Int, "1200", "optimizer steps of other")
+      .optional("train.other_steps", KeyType::Int, "1600", "optimizer steps of other")
       .optional("train.other_family", KeyType::String, "qwen2", "family of other: llama or qwen2")
       .optional("train.eval_every", KeyType::Int, "100", "steps between held-out answer-accuracy checks")
       .optional("train.qa_items", KeyType::Int, "40", "items of the generated extractive-QA task file")
