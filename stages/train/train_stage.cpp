@@ -568,7 +568,7 @@ void TrainStage::run(pipeline::StageContext& ctx) {
   // loaded rank. Cost = tokens x sqrt(context / 128), x 1.5 for moe: measured on 2 cores (toyzoo-v7, one
   // thread per rank), a token of long (512, half its steps at shorter drawn lengths) costs ~2.1x one of
   // chat and a moe token 1.5x (long 100 steps 23 s, chat 300 steps 66 s, moe 150 steps 49 s), so chat
-  // goes alone and moe + long share a rank.
+  // goes alone and moe + long share a rank (toyzoo-v8: chat 134 s against long + moe 49 + 90 s).
   const std::string rank_tag = ctx.comm.size() > 1 ? " [rank " + std::to_string(ctx.comm.rank()) + "]" : "";
   for (const auto& phase : std::vector<std::vector<std::string>>{{"base", "other"}, {"long", "moe", "chat"}}) {
     std::vector<std::pair<double, std::string>> todo;  // (cost, member)
