@@ -343,8 +343,8 @@ ToyWorld::RoadItem ToyWorld::road_item(SplitMix64& rng, int64_t context_words) c
   item.start = towns[0];
   item.middle = towns[1];
   item.answer = towns[2];
-  std::vector<std::string> roads = {towns[0] + " leads to " + towns[1] + " .", towns[1] + " leads to " + towns[2] + " .",
-                                    towns[3] + " leads to " + towns[4] + " .", towns[5] + " leads to " + towns[6] + " ."};
+  auto road = [&](size_t from, size_t to) { return towns[from] + " leads to " + towns[to] + " ."; };
+  const std::vector<std::string> roads = {road(0, 1), road(1, 2), road(3, 4), road(5, 6)};
   std::vector<std::string> sentences;
   for (int64_t words = 0; words < context_words;) {
     sentences.push_back(filler_sentence(rng));
@@ -447,11 +447,12 @@ void ToyWorld::write_files(const fs::path& dir, int64_t qa_items, int64_t reason
   }
   for (int64_t i = 0; m_roads_in_context && i < reasoning_items; ++i) {
     const RoadItem r = road_item(rng, 40);  // the same context for both modes
-    cot += nlohmann::json{{"prompt", kCotPrompt}, {"context", r.context}, {"question", r.question}, {"answer", r.answer}}
-               .dump() + "\n";
-    direct +=
-        nlohmann::json{{"prompt", kDirectPrompt}, {"context", r.context}, {"question", r.question}, {"answer", r.answer}}
-            .dump() + "\n";
+    auto line = [&](const char* prompt) {
+      return nlohmann::json{{"prompt", prompt}, {"context", r.context}, {"question", r.question}, {"answer", r.answer}}
+                 .dump() + "\n";
+    };
+    cot += line(kCotPrompt);
+    direct += line(kDirectPrompt);
   }
   for (int64_t i = 0; !m_roads_in_context && i < reasoning_items; ++i) {
     const std::string t = m_towns[static_cast<size_t>(i) % m_towns.size()];

@@ -392,7 +392,9 @@ TrainLog train_model(const Recipe& r, const TrainSettings& s, const ToyWorld& wo
                          {"parameters", log.parameters},
                          {"loss", log.loss}};
   for (const auto& [st, a] : log.accuracy) meta["accuracy"].push_back({st, a});
-  if (all_heads_step > 0) meta["staged_heads"] = {{"heads_from_step_0", start_heads}, {"every_head_from_step", all_heads_step}};
+  if (all_heads_step > 0) {
+    meta["staged_heads"] = {{"heads_from_step_0", start_heads}, {"every_head_from_step", all_heads_step}};
+  }
   std::ofstream(tmp / "train_meta.json") << meta.dump(1) << "\n";
   fs::remove_all(dir);
   fs::rename(tmp, dir);

@@ -162,7 +162,8 @@ TEST_P(TrainableHeadGate, SilencesHeadsAsZeroMaskingDoesAndStopsTheirGradients) 
   {
     torch::NoGradGuard no_grad;
     torch::Tensor all_heads = decoder_logits(spec, m.lookup(), ids);
-    EXPECT_LT((model.forward(ids) - all_heads).abs().max().item<double>(), 1e-4 * (1 + all_heads.abs().max().item<double>()));
+    EXPECT_LT((model.forward(ids) - all_heads).abs().max().item<double>(),
+              1e-4 * (1 + all_heads.abs().max().item<double>()));
   }
   EXPECT_THROW(model.set_head_gate(torch::ones({spec.n_layer, spec.n_head + 1})), pipeline::ShapeError);
   EXPECT_THROW(model.set_head_gate(torch::full({spec.n_layer, spec.n_head}, 0.5)), pipeline::InputError);

@@ -236,7 +236,8 @@ TEST(ToyWorld, RoadsInContextGiveEveryItemTheTwoRoadsItsChainQuotes) {
   // town and one out of the next, and they end at the answer.
   test_support::TempDir dir("toy_world_roads");
   world.write_files(dir.path(), 2, 6, 40);
-  std::ifstream cot(dir.path() / "tasks" / "reasoning_cot.jsonl"), direct(dir.path() / "tasks" / "reasoning_direct.jsonl");
+  std::ifstream cot(dir.path() / "tasks" / "reasoning_cot.jsonl");
+  std::ifstream direct(dir.path() / "tasks" / "reasoning_direct.jsonl");
   int items = 0;
   for (std::string a, b; std::getline(cot, a) && std::getline(direct, b); ++items) {
     auto c = nlohmann::json::parse(a), d = nlohmann::json::parse(b);

@@ -26,7 +26,8 @@ using test_support::TempDir;
 std::string job(const std::string& extra = "", int other_steps = 3, int base_steps = 3) {
   return "[job]\nname = zoo\nstages = train\nrun_dir = run\nthreads = 1\nseed = 5\n"
          "[train]\nhidden = 32\nlayers = 2\nheads = 4\nkv_heads = 2\nffn = 64\ncontext = 128\nbatch = 2\n"
-         "long_batch = 1\nbase_steps = " + std::to_string(base_steps) + "\nlong_steps = 2\nchat_steps = 2\nmoe_steps = 2\nother_steps = " + std::to_string(other_steps) + "\n"
+         "long_batch = 1\nbase_steps = " + std::to_string(base_steps) +
+         "\nlong_steps = 2\nchat_steps = 2\nmoe_steps = 2\nother_steps = " + std::to_string(other_steps) + "\n"
          "eval_every = 2\nqa_items = 3\nreasoning_items = 2\n" + extra;
 }
 
