@@ -343,8 +343,8 @@ ToyWorld::RoadItem ToyWorld::road_item(SplitMix64& rng, int64_t context_words) c
   item.start = towns[0];
   item.middle = towns[1];
   item.answer = towns[2];
-  auto road = [&](size_t from, size_t to) { return towns[from] + " leads to " + towns[to] + " ."; };
-  const std::vector<std::string> roads = {road(0, 1), road(1, 2), road(3, 4), road(5, 6)};
+  auto road_fact = [&](size_t from, size_t to) { return towns[from] + " leads to " + towns[to] + " ."; };
+  const std::vector<std::string> roads = {road_fact(0, 1), road_fact(1, 2), road_fact(3, 4), road_fact(5, 6)};
   std::vector<std::string> sentences;
   for (int64_t words = 0; words < context_words;) {
     sentences.push_back(filler_sentence(rng));
