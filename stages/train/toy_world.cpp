@@ -46,6 +46,9 @@ const std::vector<std::string> kValues = {
 const std::vector<std::string> kTowns = {"oslo", "rome", "paris", "lima", "cairo", "delhi", "tokyo", "quito",
                                          "dakar", "hanoi", "kyiv", "riga", "sofia", "tunis", "lagos", "perth"};
 
+// Number words of road_steps ("two" is in kFrame; the others join the vocabulary only when asked for).
+const std::vector<std::string> kStepCounts = {"", "one", "two", "three", "four"};
+
 const char* kNiahQuestionPrefix = "Based on the content of the book, Question:";
 const char* kCotPrompt = "think step by step .";
 const char* kDirectPrompt = "answer directly .";
@@ -90,19 +93,24 @@ void write_text(const fs::path& path, const std::string& text) {
 
 }  // namespace
 
-ToyWorld::ToyWorld(uint64_t seed, double filler_value_share, int needle_value_words, bool roads_in_context)
+ToyWorld::ToyWorld(uint64_t seed, double filler_value_share, int needle_value_words, RoadFacts road_facts,
+                   int road_steps)
     : m_keys(kKeys),
       m_values(kValues),
       m_towns(kTowns),
       m_filler_value_share(filler_value_share),
       m_needle_value_words(needle_value_words),
-      m_roads_in_context(roads_in_context) {
+      m_road_facts(road_facts),
+      m_road_steps(road_steps) {
   // One value length for every needle, in training and evaluation. Measured: with 2-4 words in training,
   // base answered "<key> v1 v2 ." for 3-word test needles in 1 of 6 cells (the end of the answer came from
   // the length prior, not the copy); one length for all removes that shortcut's pull.
   RHEAD_CHECK(needle_value_words >= 1 && needle_value_words <= kMaxNeedleValueWords, pipeline::InputError,
               "[train] toy world: needle value words must be in [1, ", kMaxNeedleValueWords, "], got ",
               needle_value_words);
+  RHEAD_CHECK(road_steps >= 2 && road_steps <= kMaxRoadSteps && (road_steps == 2 || road_facts != RoadFacts::kNone),
+              pipeline::InputError, "[train] toy world: road steps must be in [2, ", kMaxRoadSteps,
+              "] (2 without road facts in the context), got ", road_steps);
   for (const auto* list : {&kSpecials, &kFrame, &kAdjectives, &kNouns, &kVerbs, &kPrepositions, &kAdverbs, &kKeys,
                            &kValues, &kTowns}) {
     for (const auto& w : *list) {
@@ -110,6 +118,12 @@ ToyWorld::ToyWorld(uint64_t seed, double filler_value_share, int needle_value_wo
       m_ids[w] = static_cast<int64_t>(m_vocab.size());
       m_vocab.push_back(w);
     }
+  }
+  // Step counts past "two" only where asked: the vocabulary (and so every model) of a world with two-step
+  // questions stays that of toyzoo-v8.
+  for (int n = 3; n <= m_road_steps; ++n) {
+    m_ids[kStepCounts[n]] = static_cast<int64_t>(m_vocab.size());
+    m_vocab.push_back(kStepCounts[n]);
   }
   // The road map: one random cycle through every town (so two steps never return to the start).
   SplitMix64 rng(seed ^ 0x726f6164ull);
@@ -335,16 +349,39 @@ ToyWorld::QaItem ToyWorld::qa_item(SplitMix64& rng, int64_t context_words) const
 }
 
 ToyWorld::RoadItem ToyWorld::road_item(SplitMix64& rng, int64_t context_words) const {
-  // Three distinct towns for the chain, and two distractor roads that start elsewhere (so each town
-  // the chain looks up has exactly one road out of it in the context).
+  // A chain of road_steps + 1 distinct towns, towns[0..n], and two distractor roads that start elsewhere
+  // (so each town the chain looks up has exactly one road out of it in the context): [n+1..n+2], [n+3..n+4].
+  const size_t n = static_cast<size_t>(m_road_steps);
   std::vector<std::string> towns = m_towns;
-  for (size_t i = towns.size(); i > 1; --i) std::swap(towns[i - 1], towns[rng.uniform_below(i)]);
+  if (m_road_facts == RoadFacts::kMap) {
+    // Roads of the memorised map: the chain from a random town, the distractors from two of the towns
+    // whose roads do not touch it (the map is one cycle of 16 towns, so they exist).
+    towns = {m_towns[rng.uniform_below(m_towns.size())]};
+    while (towns.size() < n + 1) towns.push_back(town_after(towns.back()));
+    auto on_chain = [&](const std::string& t) { return std::find(towns.begin(), towns.end(), t) != towns.end(); };
+    std::vector<std::string> free;
+    for (const auto& a : m_towns) {
+      if (!on_chain(a) && !on_chain(town_after(a))) free.push_back(a);
+    }
+    const std::string a = free[rng.uniform_below(free.size())];
+    std::string b = free[rng.uniform_below(free.size())];
+    while (b == a) b = free[rng.uniform_below(free.size())];
+    for (const auto& d : {a, b}) {
+      towns.push_back(d);
+      towns.push_back(town_after(d));
+    }
+  } else {
+    for (size_t i = towns.size(); i > 1; --i) std::swap(towns[i - 1], towns[rng.uniform_below(i)]);
+  }
   RoadItem item;
-  item.start = towns[0];
-  item.middle = towns[1];
-  item.answer = towns[2];
-  auto road_fact = [&](size_t from, size_t to) { return towns[from] + " leads to " + towns[to] + " ."; };
-  const std::vector<std::string> roads = {road_fact(0, 1), road_fact(1, 2), road_fact(3, 4), road_fact(5, 6)};
+  item.chain.assign(towns.begin(), towns.begin() + static_cast<std::ptrdiff_t>(n + 1));
+  // "road <a> <b> ." puts a road's end right after its start, as a needle puts the value after its key:
+  // the chain of thought "<t> <u> <w>" then looks up each next town the way NIAH copies a value.
+  auto road_fact = [&](size_t from, size_t to) { return "road " + towns[from] + " " + towns[to] + " ."; };
+  std::vector<std::string> roads;
+  for (size_t i = 0; i < n; ++i) roads.push_back(road_fact(i, i + 1));
+  roads.push_back(road_fact(n + 1, n + 2));
+  roads.push_back(road_fact(n + 3, n + 4));
   std::vector<std::string> sentences;
   for (int64_t words = 0; words < context_words;) {
     sentences.push_back(filler_sentence(rng));
@@ -355,18 +392,17 @@ ToyWorld::RoadItem ToyWorld::road_item(SplitMix64& rng, int64_t context_words) c
     sentences.insert(sentences.begin() + static_cast<std::ptrdiff_t>(pos), road);
   }
   item.context = join(sentences);
-  item.question = "where does the road from " + item.start + " lead after two steps ?";
+  item.question = "where does the road from " + item.chain.front() + " lead after " + kStepCounts[n] + " steps ?";
   return item;
 }
 
 std::pair<std::string, std::string> ToyWorld::reasoning_item(SplitMix64& rng, bool cot) const {
-  if (m_roads_in_context) {
-    const RoadItem r = road_item(rng, 8 + static_cast<int64_t>(rng.uniform_below(33)));
+  if (m_road_facts != RoadFacts::kNone) {
+    const RoadItem r = road_item(rng, 4 + static_cast<int64_t>(rng.uniform_below(17)));
     std::string prompt = std::string(cot ? kCotPrompt : kDirectPrompt) + " " + r.context + " Question: " + r.question +
                          " Answer:";
-    std::string answer = cot ? r.start + " leads to " + r.middle + " . " + r.middle + " leads to " + r.answer +
-                                   " . so the answer is " + r.answer
-                             : "the answer is " + r.answer;
+    const std::string& to = r.chain.back();
+    std::string answer = cot ? join(r.chain) + " . so the answer is " + to : "the answer is " + to;
     return {prompt, answer};
   }
   const std::string t = pick(rng, m_towns), u = town_after(t), w = town_after(u);
@@ -445,16 +481,17 @@ void ToyWorld::write_files(const fs::path& dir, int64_t qa_items, int64_t reason
     QaItem q = qa_item(rng, qa_context_words);
     qa += nlohmann::json{{"context", q.context}, {"question", q.question}, {"answers", {q.answer}}}.dump() + "\n";
   }
-  for (int64_t i = 0; m_roads_in_context && i < reasoning_items; ++i) {
-    const RoadItem r = road_item(rng, 40);  // the same context for both modes
+  for (int64_t i = 0; m_road_facts != RoadFacts::kNone && i < reasoning_items; ++i) {
+    const RoadItem r = road_item(rng, 16);  // the same context for both modes
     auto line = [&](const char* prompt) {
-      return nlohmann::json{{"prompt", prompt}, {"context", r.context}, {"question", r.question}, {"answer", r.answer}}
+      return nlohmann::json{
+          {"prompt", prompt}, {"context", r.context}, {"question", r.question}, {"answer", r.chain.back()}}
                  .dump() + "\n";
     };
     cot += line(kCotPrompt);
     direct += line(kDirectPrompt);
   }
-  for (int64_t i = 0; !m_roads_in_context && i < reasoning_items; ++i) {
+  for (int64_t i = 0; m_road_facts == RoadFacts::kNone && i < reasoning_items; ++i) {
     const std::string t = m_towns[static_cast<size_t>(i) % m_towns.size()];
     const std::string question = "where does the road from " + t + " lead after two steps ?";
     const std::string answer = town_after(town_after(t));

@@ -13,9 +13,10 @@
 //               "where does the road from <t> lead after two steps ?"
 //                 cot:    "<t> leads to <u> . <u> leads to <w> . so the answer is <w> </s>"
 //                 direct: "the answer is <w> </s>"
-//               or, with roads_in_context, a fresh map per item whose roads "<a> leads to <b> ." stand
-//               among filler before the question (a chain of thought then quotes both roads from the
-//               context; an answer-only item has to compose them in one forward pass)
+//               or, with road facts in the context (a fresh map per item, or roads of the memorised one),
+//               roads "road <a> <b> ." among filler before the question; the chain of thought looks both
+//               roads up there, as NIAH copies a value after its key:
+//                 cot:    "<t> <u> <w> . so the answer is <w> </s>"
 // Every word is one WordLevel token (whitespace split), so texts and token ids map one to one. Keys and
 // values are fresh random draws for every needle and fact, so needles can only be answered by reading
 // the context; the road map is the only thing to memorise.
@@ -61,10 +62,15 @@ class ToyWorld {
   // (the answer span that detection scores; 1 .. kMaxNeedleValueWords).
   static constexpr int kDefaultNeedleValueWords = 3;
   static constexpr int kMaxNeedleValueWords = 12;
-  // roads_in_context: reasoning items carry their own road map in the context instead of asking about
-  // the memorised one.
+  // Road facts in the context of reasoning items: none (the question asks about the memorised map), fresh
+  // (every item brings its own random map: only the context can answer) or map (the item's context quotes
+  // roads of the memorised map: the context and the memory agree).
+  // road_steps: roads a reasoning question follows with road facts (2 .. kMaxRoadSteps; "none" asks 2).
+  enum class RoadFacts { kNone, kFresh, kMap };
+  static constexpr int kMaxRoadSteps = 4;
   explicit ToyWorld(uint64_t seed, double filler_value_share = 0,
-                    int needle_value_words = kDefaultNeedleValueWords, bool roads_in_context = false);
+                    int needle_value_words = kDefaultNeedleValueWords, RoadFacts road_facts = RoadFacts::kNone,
+                    int road_steps = 2);
 
   const std::vector<std::string>& vocab() const { return m_vocab; }
   int64_t id(const std::string& word) const;  // InputError for a word outside the vocabulary
@@ -115,10 +121,10 @@ class ToyWorld {
   QaItem qa_item(SplitMix64& rng, int64_t context_words) const;
   std::pair<std::string, std::string> reasoning_item(SplitMix64& rng, bool cot) const;
   struct RoadItem {
-    std::string context, question, answer;  // answer: the destination town
-    std::string start, middle;              // the chain: start -> middle -> answer
+    std::string context, question;
+    std::vector<std::string> chain;  // road_steps + 1 towns: the start, ..., the answer
   };
-  RoadItem road_item(SplitMix64& rng, int64_t context_words) const;  // a fresh map among filler
+  RoadItem road_item(SplitMix64& rng, int64_t context_words) const;  // road facts among filler
 
   std::vector<std::string> m_vocab;
   std::map<std::string, int64_t> m_ids;
@@ -126,7 +132,8 @@ class ToyWorld {
   std::map<std::string, std::string> m_road;  // town -> next town (a random permutation cycle)
   double m_filler_value_share = 0;
   int m_needle_value_words = kDefaultNeedleValueWords;
-  bool m_roads_in_context = false;
+  RoadFacts m_road_facts = RoadFacts::kNone;
+  int m_road_steps = 2;
 };
 
 }  // namespace stages

@@ -71,8 +71,11 @@ struct TrainSettings {
   double init_std = kDefaultInitStd;  // N(0, init_std) fresh matrices (models::TrainableModel)
   int64_t start_heads = 0;     // from scratch: heads per layer that train from step 0 (0: every head)
   double all_heads_from = 0;   // ... and the share of the steps after which every head trains
-  bool roads_in_context = false;  // reasoning items carry their own road map (ToyWorld)
+  std::string road_facts = "none";  // reasoning items' roads in the context: none, fresh, map (ToyWorld)
+  int64_t road_steps = 2;           // roads a reasoning question follows (ToyWorld)
   std::vector<double> mix;  // niah, qa, reasoning, copy
+  std::vector<double> late_mix;  // from scratch, after late_mix_from x steps: the mix then (empty: none)
+  double late_mix_from = 0;
   std::map<std::string, int64_t> steps;
   std::string other_family;
   int64_t qa_items = 0, reasoning_items = 0, qa_context_words = 0, curriculum_start = 0;
@@ -115,10 +118,13 @@ TrainSettings read_settings(const pipeline::Config& c, const fs::path& run_dir) 
   s.init_std = c.get_float("train.init_std");
   s.start_heads = c.get_int("train.start_heads");
   s.all_heads_from = c.get_float("train.all_heads_from");
-  s.roads_in_context = c.get_bool("train.roads_in_context");
+  s.road_facts = c.get_string("train.road_facts");
+  s.road_steps = c.get_int("train.road_steps");
   s.filler_values = c.get_float("train.filler_values");
   s.needle_values = c.get_int("train.needle_values");
   s.mix = c.get_floats("train.mix");
+  s.late_mix = c.get_floats("train.late_mix");
+  s.late_mix_from = c.get_float("train.late_mix_from");
   for (const auto& m : kZoo) s.steps[m] = c.get_int("train." + m + "_steps");
   s.other_family = c.get_string("train.other_family");
   s.qa_items = c.get_int("train.qa_items");
@@ -138,6 +144,13 @@ uint64_t fnv1a(const std::string& text) {
 
 uint64_t name_seed(uint64_t seed, const std::string& name) { return seed ^ fnv1a(name); }
 
+// [train] road_facts (checked by validate) -> the world's setting.
+ToyWorld::RoadFacts road_facts(const std::string& name) {
+  if (name == "fresh") return ToyWorld::RoadFacts::kFresh;
+  if (name == "map") return ToyWorld::RoadFacts::kMap;
+  return ToyWorld::RoadFacts::kNone;
+}
+
 // One model's recipe: where it starts, its architecture, data and schedule.
 struct Recipe {
   std::string name;
@@ -150,6 +163,8 @@ struct Recipe {
   double lr = 0;
   uint64_t init_seed = 0;  // fresh weights / router
   TrainingMix mix;
+  TrainingMix late_mix;     // the mix from late_mix_step on
+  int64_t late_mix_step = 0;  // 0: the same mix throughout
 
   std::string describe(const TrainSettings& s) const {
     std::ostringstream o;
@@ -169,7 +184,12 @@ struct Recipe {
     if (s.init_std != kDefaultInitStd) o << " init_std=" << s.init_std;
     if (s.needle_values != ToyWorld::kDefaultNeedleValueWords) o << " needle_values=" << s.needle_values;
     if (s.start_heads > 0) o << " start_heads=" << s.start_heads << "@" << s.all_heads_from;
-    if (s.roads_in_context) o << " roads_in_context";
+    if (s.road_facts != "none") o << " road_facts=" << s.road_facts;
+    if (s.road_steps != 2) o << " road_steps=" << s.road_steps;
+    if (!s.late_mix.empty()) {
+      o << " late_mix=" << s.late_mix[0] << "/" << s.late_mix[1] << "/" << s.late_mix[2] << "/" << s.late_mix[3] << "@"
+        << s.late_mix_from;
+    }
     return o.str();
   }
 };
@@ -200,6 +220,14 @@ Recipe recipe_for(const std::string& name, const TrainSettings& s) {
     r.batch = s.long_batch;
   }
   if (name == "chat") r.mix.chat = true;
+  if (!s.late_mix.empty() && r.parent.empty()) {
+    r.late_mix = r.mix;
+    r.late_mix.niah = s.late_mix.at(0);
+    r.late_mix.qa = s.late_mix.at(1);
+    r.late_mix.reasoning = s.late_mix.at(2);
+    r.late_mix.copy = s.late_mix.at(3);
+    r.late_mix_step = static_cast<int64_t>(std::llround(s.late_mix_from * static_cast<double>(r.steps)));
+  }
   if (name == "moe") r.family = "mixtral";
   return r;
 }
@@ -351,7 +379,8 @@ TrainLog train_model(const Recipe& r, const TrainSettings& s, const ToyWorld& wo
     for (auto& group : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
     const int64_t shortest = std::min<int64_t>(r.parent.empty() ? s.curriculum_start : s.context, r.context);
     const int64_t length = training_length(step, r.steps, shortest, r.context, !r.parent.empty(), s.long_full_share, rng);
-    Batch b = make_batch(world, rng, r.batch * r.context / length, length, r.mix);
+    const TrainingMix& mix = r.late_mix_step > 0 && step >= r.late_mix_step ? r.late_mix : r.mix;
+    Batch b = make_batch(world, rng, r.batch * r.context / length, length, mix);
     auto logits = model->forward(b.ids.narrow(1, 0, length - 1));  // [B, T-1, V]
     auto nll = torch::nn::functional::cross_entropy(
         logits.reshape({-1, logits.size(-1)}), b.ids.narrow(1, 1, length - 1).reshape({-1}),
@@ -456,11 +485,18 @@ void TrainStage::declare(pipeline::ConfigSchema& schema) const {
                 "join at all_heads_from (0: every head from the start)")
       .optional("train.all_heads_from", KeyType::Float, "0.9",
                 "share of a from-scratch member's steps after which every head trains (with start_heads)")
-      .optional("train.roads_in_context", KeyType::Bool, "false",
-                "reasoning items carry a fresh road map among filler (a chain of thought quotes its roads from "
-                "the context) instead of asking about the memorised map")
+      .optional("train.road_facts", KeyType::String, "none",
+                "roads in the context of reasoning items, \"road <a> <b> .\" among filler, which a chain of "
+                "thought then quotes: none (the question asks about the memorised map), fresh (a random map "
+                "per item) or map (roads of the memorised map)")
+      .optional("train.road_steps", KeyType::Int, "2",
+                "with road_facts: the roads a reasoning question follows (2 to 4; \"after three steps ?\")")
       .optional("train.mix", KeyType::FloatList, "0.4, 0.1, 0.1, 0.4",
                 "shares of needle-in-a-haystack, extractive-QA, reasoning and copy-drill training sequences")
+      .optional("train.late_mix", KeyType::FloatList, "",
+                "base and other: the mix (four shares, as mix) from late_mix_from on, e.g. more reasoning once "
+                "recall has formed (empty: mix throughout)")
+      .optional("train.late_mix_from", KeyType::Float, "0.6", "share of a from-scratch member's steps before late_mix")
       .optional("train.long_full_share", KeyType::Float, "0.5",
                 "long, after its ramp: share of steps at the full context (the others draw a length from "
                 "[context, long context])")
@@ -518,6 +554,20 @@ void TrainStage::validate(const pipeline::StageContext& ctx) const {
                   s.mix[0] + s.mix[1] + s.mix[2] + s.mix[3] > 0,
               ConfigError, "[config] ", c.source(), ": [train] mix: expected four shares >= 0 (niah, qa, reasoning, "
               "copy) with a positive sum, got ", s.mix.size(), " values");
+  RHEAD_CHECK(s.road_facts == "none" || s.road_facts == "fresh" || s.road_facts == "map", ConfigError, "[config] ",
+              c.source(), ": [train] road_facts must be none, fresh or map, got '", s.road_facts, "'");
+  RHEAD_CHECK(s.road_steps >= 2 && s.road_steps <= ToyWorld::kMaxRoadSteps &&
+                  (s.road_steps == 2 || s.road_facts != "none"),
+              ConfigError, "[config] ", c.source(), ": [train] road_steps must be in [2, ", ToyWorld::kMaxRoadSteps,
+              "], and 2 unless road_facts puts the roads in the context; got ", s.road_steps, " with road_facts '",
+              s.road_facts, "'");
+  const bool late_shares_ok = s.late_mix.size() == 4 &&
+                              std::all_of(s.late_mix.begin(), s.late_mix.end(), [](double v) { return v >= 0; }) &&
+                              s.late_mix[0] + s.late_mix[1] + s.late_mix[2] + s.late_mix[3] > 0;
+  RHEAD_CHECK(s.late_mix.empty() || (late_shares_ok && s.late_mix_from > 0 && s.late_mix_from < 1),
+              ConfigError, "[config] ", c.source(), ": [train] late_mix needs four shares >= 0 with a positive sum "
+              "(or none) and late_mix_from in (0, 1); got ", s.late_mix.size(), " values, late_mix_from ",
+              s.late_mix_from);
   RHEAD_CHECK(s.long_full_share >= 0 && s.long_full_share <= 1, ConfigError, "[config] ", c.source(),
               ": [train] long_full_share must be in [0, 1], got ", s.long_full_share);
   RHEAD_CHECK(s.head_sparsity >= 0, ConfigError, "[config] ", c.source(),
@@ -558,7 +608,8 @@ void TrainStage::run(pipeline::StageContext& ctx) {
   if (threads != ctx.threads) {
     pipeline::log::info("train: ", threads, " compute thread(s) per rank ([train] threads; the job's: ", ctx.threads, ")");
   }
-  const ToyWorld world(s.seed, s.filler_values, static_cast<int>(s.needle_values), s.roads_in_context);
+  const ToyWorld world(s.seed, s.filler_values, static_cast<int>(s.needle_values), road_facts(s.road_facts),
+                       static_cast<int>(s.road_steps));
   if (ctx.comm.rank() == 0) {
     fs::create_directories(s.out);
     world.write_files(s.out / "world", s.qa_items, s.reasoning_items, s.qa_context_words);

@@ -88,6 +88,19 @@ class TaskDrop(unittest.TestCase):
         t.exact_match = np.array([0.0, 0.0, 0.0])
         self.assertTrue(math.isnan(zp.task_drop(t, 4)[2]))   # nothing to lose: no drop defined
 
+    def test_cot_must_lose_a_larger_share_and_some(self):
+        def task(name, unmasked, top):
+            return rs.TaskSummary(name=name, kind="cot", rows=["none/none", "uniform/top"], k=np.array([0, 4]),
+                                  n_items=np.array([16, 16]), f1=np.zeros(2), exact_match=np.array([unmasked, top]))
+        cases = [((100, 44), (100, 100), True),    # -56 % vs 0 %
+                 ((100, 0), (31, 0), False),       # both lose everything: a tie
+                 ((12, 12), (6, 12), False),       # 0 % > -100 %, but the cot task did not drop at all
+                 ((0, 0), (50, 50), False)]        # nothing to lose: no drop defined
+        for (cu, ct), (du, dt), ok in cases:
+            c = zp.cot_check("m", 4, task("r_cot", cu, ct), task("r_direct", du, dt))
+            self.assertEqual(c.ok, ok, c.measured)
+        self.assertEqual(c.name, "m: top-4 masking hurts r_cot more than r_direct")
+
 
 class Render(unittest.TestCase):
     def test_table_marks_failures(self):

@@ -217,24 +217,67 @@ TEST(ToyWorld, RoadMapIsOneCycleAndFilesFollowTheirFormats) {
   EXPECT_TRUE(std::filesystem::exists(dir.path() / "haystack" / "essay1.txt"));
 }
 
-// "... <a> leads to <b> . ..." -> every b after "<a> leads to" in the text.
+// "... road <a> <b> . ..." -> every b of a road out of a in the text.
 std::vector<std::string> roads_from(const std::string& text, const std::string& a) {
   std::vector<std::string> out;
   std::istringstream in(text);
   std::vector<std::string> w{std::istream_iterator<std::string>(in), {}};
-  for (size_t i = 0; i + 4 < w.size(); ++i) {
-    if (w[i] == a && w[i + 1] == "leads" && w[i + 2] == "to" && w[i + 4] == ".") {
-      out.push_back(w[i + 3]);
-    }
+  for (size_t i = 0; i + 3 < w.size(); ++i) {
+    if (w[i] == "road" && w[i + 1] == a && w[i + 3] == ".") out.push_back(w[i + 2]);
   }
   return out;
 }
 
-TEST(ToyWorld, RoadsInContextGiveEveryItemTheTwoRoadsItsChainQuotes) {
-  ToyWorld world(77, 0, ToyWorld::kDefaultNeedleValueWords, /*roads_in_context=*/true);
+// Every "road <a> <b> ." of a text: how many of them the memorised map has, and how many it has not.
+std::pair<int, int> roads_on_and_off_the_map(const ToyWorld& world, const std::string& text) {
+  std::istringstream in(text);
+  std::vector<std::string> w{std::istream_iterator<std::string>(in), {}};
+  std::pair<int, int> n{0, 0};
+  for (size_t i = 0; i + 3 < w.size(); ++i) {
+    if (w[i] == "road" && w[i + 3] == ".") ++(world.town_after(w[i + 1]) == w[i + 2] ? n.first : n.second);
+  }
+  return n;
+}
+
+// The chain a question asks about, followed through the roads of a text: start, then the one road out of
+// each town, `steps` times. Empty when some town has no road out, or more than one.
+std::vector<std::string> follow(const std::string& text, const std::string& start, int steps) {
+  std::vector<std::string> chain = {start};
+  for (int i = 0; i < steps; ++i) {
+    auto next = roads_from(text, chain.back());
+    if (next.size() != 1) return {};
+    chain.push_back(next[0]);
+  }
+  return chain;
+}
+
+struct RoadCase {
+  ToyWorld::RoadFacts facts;
+  int steps;
+};
+
+void PrintTo(const RoadCase& c, std::ostream* os) {
+  *os << (c.facts == ToyWorld::RoadFacts::kMap ? "map" : "fresh") << ", " << c.steps << " steps";
+}
+
+class ToyWorldRoadFacts : public ::testing::TestWithParam<RoadCase> {};
+
+TEST_P(ToyWorldRoadFacts, GiveEveryItemTheRoadsItsChainQuotes) {
+  const bool from_map = GetParam().facts == ToyWorld::RoadFacts::kMap;
+  const int steps = GetParam().steps;
+  const std::string count = steps == 2 ? "two" : steps == 3 ? "three" : "four";
+  ToyWorld world(77, 0, ToyWorld::kDefaultNeedleValueWords, GetParam().facts, steps);
   // Evaluation files: both modes ask the same item; its context holds exactly one road out of the start
-  // town and one out of the next, and they end at the answer.
-  test_support::TempDir dir("toy_world_roads");
+  // town and out of each next one, and after `steps` roads they end at the answer, a town not met before.
+  // "map": every road is one of the memorised map's; "fresh": the items' maps are random, so most of
+  // their roads are not.
+  std::pair<int, int> on_off{0, 0};
+  auto count_roads = [&](const std::string& text) {
+    auto [on, off] = roads_on_and_off_the_map(world, text);
+    on_off.first += on;
+    on_off.second += off;
+  };
+  test_support::TempDir dir("toy_world_roads_" + std::to_string(static_cast<int>(GetParam().facts)) + "_" + count);
   world.write_files(dir.path(), 2, 6, 40);
   std::ifstream cot(dir.path() / "tasks" / "reasoning_cot.jsonl");
   std::ifstream direct(dir.path() / "tasks" / "reasoning_direct.jsonl");
@@ -246,20 +289,19 @@ TEST(ToyWorld, RoadsInContextGiveEveryItemTheTwoRoadsItsChainQuotes) {
     for (const char* field : {"context", "question", "answer"}) EXPECT_EQ(c.at(field), d.at(field)) << field;
     std::istringstream q(c.at("question").get<std::string>());
     std::vector<std::string> qw{std::istream_iterator<std::string>(q), {}};
-    ASSERT_GE(qw.size(), 6u);
-    const std::string start = qw[5];  // "where does the road from <t> lead ..."
+    ASSERT_EQ(qw.size(), 11u);  // "where does the road from <t> lead after <count> steps ?"
+    EXPECT_EQ(qw[8], count);
     const std::string context = c.at("context");
-    auto first = roads_from(context, start);
-    ASSERT_EQ(first.size(), 1u) << context;
-    auto second = roads_from(context, first[0]);
-    ASSERT_EQ(second.size(), 1u) << context;
-    EXPECT_EQ(second[0], c.at("answer").get<std::string>()) << context;
-    EXPECT_NE(second[0], start);
+    count_roads(context);
+    auto chain = follow(context, qw[5], steps);
+    ASSERT_EQ(chain.size(), static_cast<size_t>(steps + 1)) << context;
+    EXPECT_EQ(chain.back(), c.at("answer").get<std::string>()) << context;
+    EXPECT_EQ(std::set<std::string>(chain.begin(), chain.end()).size(), chain.size()) << context;
   }
   EXPECT_EQ(items, 6);
 
-  // Training: every chain of thought quotes two roads of its own item's context, and every answer-only
-  // item's answer is two roads away from its start in its own context.
+  // Training: every chain of thought quotes its own item's roads, and every answer-only item's answer is
+  // `steps` roads away from its start in its own context.
   TrainingMix mix;
   mix.niah = mix.qa = mix.copy = 0;
   mix.reasoning = 1;
@@ -273,25 +315,54 @@ TEST(ToyWorld, RoadsInContextGiveEveryItemTheTwoRoadsItsChainQuotes) {
       const size_t at = item.find("Answer:");
       ASSERT_NE(at, std::string::npos) << item;
       const std::string prompt = item.substr(0, at), answer = item.substr(at + 7);
+      count_roads(prompt);
       const size_t from = prompt.find("road from ");
       ASSERT_NE(from, std::string::npos) << item;
       const std::string start = prompt.substr(from + 10, prompt.find(' ', from + 10) - from - 10);
-      auto first = roads_from(prompt, start);
-      ASSERT_EQ(first.size(), 1u) << item;
-      auto second = roads_from(prompt, first[0]);
-      ASSERT_EQ(second.size(), 1u) << item;
+      EXPECT_NE(prompt.find(" lead after " + count + " steps ?"), std::string::npos) << item;
+      auto chain = follow(prompt, start, steps);
+      ASSERT_EQ(chain.size(), static_cast<size_t>(steps + 1)) << item;
+      std::string quoted;
+      for (const auto& t : chain) quoted += " " + t;
       if (prompt.find("think step by step") != std::string::npos) {
         ++chains;
-        EXPECT_EQ(answer, " " + start + " leads to " + first[0] + " . " + first[0] + " leads to " + second[0] +
-                              " . so the answer is " + second[0] + " ") << item;
+        EXPECT_EQ(answer, quoted + " . so the answer is " + chain.back() + " ") << item;
       } else {
         ++answers;
-        EXPECT_EQ(answer, " the answer is " + second[0] + " ") << item;
+        EXPECT_EQ(answer, " the answer is " + chain.back() + " ") << item;
       }
     }
   }
   EXPECT_GT(chains, 5);
   EXPECT_GT(answers, 5);
+  EXPECT_EQ(on_off.first + on_off.second, (steps + 2) * (6 + chains + answers));  // steps + 2 roads per item
+  if (from_map) {
+    EXPECT_EQ(on_off.second, 0);
+  } else {
+    EXPECT_GT(on_off.second, on_off.first);  // a random road agrees with the map 1 time in 15
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(FreshAndMap, ToyWorldRoadFacts,
+                         ::testing::Values(RoadCase{ToyWorld::RoadFacts::kFresh, 2},
+                                           RoadCase{ToyWorld::RoadFacts::kMap, 2},
+                                           RoadCase{ToyWorld::RoadFacts::kFresh, 3},
+                                           RoadCase{ToyWorld::RoadFacts::kMap, 4}),
+                         [](const auto& test_case) {
+                           return std::string(test_case.param.facts == ToyWorld::RoadFacts::kMap ? "Map" : "Fresh") +
+                                  std::to_string(test_case.param.steps) + "Steps";
+                         });
+
+TEST(ToyWorld, StepCountsPastTwoNeedRoadFactsAndKeepTheTwoStepVocabulary) {
+  // A world asking two steps has the v8 vocabulary whatever its road facts; three steps add "three".
+  const ToyWorld plain(5), fresh(5, 0, ToyWorld::kDefaultNeedleValueWords, ToyWorld::RoadFacts::kFresh);
+  const ToyWorld three(5, 0, ToyWorld::kDefaultNeedleValueWords, ToyWorld::RoadFacts::kFresh, 3);
+  EXPECT_EQ(plain.vocab(), fresh.vocab());
+  ASSERT_EQ(three.vocab().size(), plain.vocab().size() + 1);
+  EXPECT_EQ(three.vocab().back(), "three");
+  using Facts = ToyWorld::RoadFacts;
+  EXPECT_THROW(ToyWorld(5, 0, ToyWorld::kDefaultNeedleValueWords, Facts::kNone, 3), pipeline::InputError);
+  EXPECT_THROW(ToyWorld(5, 0, ToyWorld::kDefaultNeedleValueWords, Facts::kFresh, 5), pipeline::InputError);
 }
 
 }  // namespace

@@ -213,6 +213,30 @@ TEST(TrainE2E, StartHeadsTrainOnlyTheChosenHeadsUntilEveryHeadJoins) {
   }
 }
 
+TEST(TrainE2E, LateMixChangesOnlyTheDataFromItsStepOn) {
+  // A late mix equal to the mix trains the same weights as none (the switch alone changes nothing); a late
+  // mix of reasoning items alone trains other weights, and the recipe string names it (so a changed late
+  // mix retrains). Both members from scratch take it; the job's mix is 0.4, 0.1, 0.1, 0.4 by default.
+  TempDir none("train_late_none"), same("train_late_same"), reasoning("train_late_reasoning");
+  test_support::write_text_file(none.path() / "job.ini", job("models = base\n", 3, 4));
+  test_support::write_text_file(same.path() / "job.ini",
+                                job("models = base\nlate_mix = 0.4, 0.1, 0.1, 0.4\nlate_mix_from = 0.5\n", 3, 4));
+  test_support::write_text_file(reasoning.path() / "job.ini",
+                                job("models = base\nlate_mix = 0, 0, 1, 0\nlate_mix_from = 0.5\n", 3, 4));
+  for (const TempDir* d : {&none, &same, &reasoning}) {
+    auto r = run_rhead(d->path(), 0, "job.ini");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  const auto meta = nlohmann::json::parse(bytes(reasoning.path() / "run" / "zoo" / "base" / "train_meta.json"));
+  EXPECT_NE(meta.at("recipe").get<std::string>().find(" late_mix=0/0/1/0@0.5"), std::string::npos) << meta.dump();
+  models::ModelFolder a = models::load_model_folder(none.path() / "run" / "zoo" / "base");
+  models::ModelFolder b = models::load_model_folder(same.path() / "run" / "zoo" / "base");
+  models::ModelFolder c = models::load_model_folder(reasoning.path() / "run" / "zoo" / "base");
+  const std::string q = models::checkpoint_tensor_name(a.spec, "q_proj", 0);
+  EXPECT_TRUE(torch::equal(a.tensor(q), b.tensor(q)));
+  EXPECT_FALSE(torch::equal(a.tensor(q), c.tensor(q)));
+}
+
 TEST(TrainE2E, HeadDimSetsTheAttentionWidthApartFromTheHiddenSize) {
   // hidden 32 with 4 heads would give heads of 8 dimensions; head_dim = 4 makes q/k/v/o 16 wide, in
   // the saved config and tensors, for a dense member and the moe upcycled from it.
@@ -246,6 +270,12 @@ TEST(TrainE2E, BadRecipesStopBeforeTraining) {
       {"needle_values = 0\n", "[train] needle_values must be in [1, 12], got 0"},
       {"start_heads = 5\n", "need 0 <= start_heads <= heads (4) and all_heads_from in (0, 1); got start_heads 5"},
       {"start_heads = 2\nall_heads_from = 1\n", "all_heads_from in (0, 1); got start_heads 2, all_heads_from 1"},
+      {"late_mix = 0.5, 0.5\n", "late_mix needs four shares >= 0 with a positive sum (or none) and late_mix_from "
+                                 "in (0, 1); got 2 values"},
+      {"late_mix = 0, 0, 1, 0\nlate_mix_from = 1\n", "got 4 values, late_mix_from 1"},
+      {"road_facts = maybe\n", "[train] road_facts must be none, fresh or map, got 'maybe'"},
+      {"road_steps = 3\n", "road_steps must be in [2, 4], and 2 unless road_facts puts the roads in the context; "
+                            "got 3 with road_facts 'none'"},
       {"needle_values = 6\n", "curriculum_start 32 is too short for a needle of 6 value words and its question; "
                               "set curriculum_start >= 36"},
   };
