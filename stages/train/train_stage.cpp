@@ -163,8 +163,8 @@ struct Recipe {
   double lr = 0;
   uint64_t init_seed = 0;  // fresh weights / router
   TrainingMix mix;
-  TrainingMix late_mix;     // the mix from late_mix_step on
-  int64_t late_mix_step = 0;  // 0: the same mix throughout
+  TrainingMix late_mix;        // the mix from late_mix_step on
+  int64_t late_mix_step = -1;  // -1: the same mix throughout
 
   std::string describe(const TrainSettings& s) const {
     std::ostringstream o;
@@ -372,6 +372,11 @@ TrainLog train_model(const Recipe& r, const TrainSettings& s, const ToyWorld& wo
   double last_report = 0;
   for (int64_t step = 0; step < r.steps; ++step) {
     if (all_heads_step > 0 && step == all_heads_step) model->set_head_gate(torch::Tensor());
+    if (step == r.late_mix_step) {
+      const TrainingMix& m = r.late_mix;
+      pipeline::log::info("train ", r.name, rank_tag, ": the late mix (niah, qa, reasoning, copy ", m.niah, ", ", m.qa,
+                          ", ", m.reasoning, ", ", m.copy, ") from step ", step);
+    }
     // Linear warm-up, cosine decay to 10 %.
     double lr = step < warmup ? r.lr * static_cast<double>(step + 1) / static_cast<double>(warmup)
                               : r.lr * (0.1 + 0.45 * (1 + std::cos(M_PI * static_cast<double>(step - warmup) /
@@ -379,7 +384,7 @@ TrainLog train_model(const Recipe& r, const TrainSettings& s, const ToyWorld& wo
     for (auto& group : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
     const int64_t shortest = std::min<int64_t>(r.parent.empty() ? s.curriculum_start : s.context, r.context);
     const int64_t length = training_length(step, r.steps, shortest, r.context, !r.parent.empty(), s.long_full_share, rng);
-    const TrainingMix& mix = r.late_mix_step > 0 && step >= r.late_mix_step ? r.late_mix : r.mix;
+    const TrainingMix& mix = r.late_mix_step >= 0 && step >= r.late_mix_step ? r.late_mix : r.mix;
     Batch b = make_batch(world, rng, r.batch * r.context / length, length, mix);
     auto logits = model->forward(b.ids.narrow(1, 0, length - 1));  // [B, T-1, V]
     auto nll = torch::nn::functional::cross_entropy(

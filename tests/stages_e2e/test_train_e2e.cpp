@@ -226,6 +226,9 @@ TEST(TrainE2E, LateMixChangesOnlyTheDataFromItsStepOn) {
   for (const TempDir* d : {&none, &same, &reasoning}) {
     auto r = run_rhead(d->path(), 0, "job.ini");
     ASSERT_EQ(r.exit_code, 0) << r.output;
+    if (d == &reasoning) {
+      EXPECT_NE(r.output.find("copy 0, 0, 1, 0) from step 2"), std::string::npos) << r.output;
+    }
   }
   const auto meta = nlohmann::json::parse(bytes(reasoning.path() / "run" / "zoo" / "base" / "train_meta.json"));
   EXPECT_NE(meta.at("recipe").get<std::string>().find(" late_mix=0/0/1/0@0.5"), std::string::npos) << meta.dump();
