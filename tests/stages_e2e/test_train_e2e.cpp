@@ -216,7 +216,7 @@ TEST(TrainE2E, StartHeadsTrainOnlyTheChosenHeadsUntilEveryHeadJoins) {
 TEST(TrainE2E, LateMixChangesOnlyTheDataFromItsStepOn) {
   // A late mix equal to the mix trains the same weights as none (the switch alone changes nothing); a late
   // mix of reasoning items alone trains other weights, and the recipe string names it (so a changed late
-  // mix retrains). Both members from scratch take it; the job's mix is 0.4, 0.1, 0.1, 0.4 by default.
+  // mix retrains). Base and other take a late mix, the fine-tunes do not; the mix is 0.4, 0.1, 0.1, 0.4.
   TempDir none("train_late_none"), same("train_late_same"), reasoning("train_late_reasoning");
   test_support::write_text_file(none.path() / "job.ini", job("models = base\n", 3, 4));
   test_support::write_text_file(same.path() / "job.ini",
