@@ -144,6 +144,21 @@ uint64_t fnv1a(const std::string& text) {
 
 uint64_t name_seed(uint64_t seed, const std::string& name) { return seed ^ fnv1a(name); }
 
+// [train] mix or late_mix (four shares, checked by validate) -> a copy of `mix` with those shares.
+TrainingMix with_shares(TrainingMix mix, const std::vector<double>& shares) {
+  mix.niah = shares.at(0);
+  mix.qa = shares.at(1);
+  mix.reasoning = shares.at(2);
+  mix.copy = shares.at(3);
+  return mix;
+}
+
+// Four shares >= 0 with a positive sum: what mix and late_mix take.
+bool valid_shares(const std::vector<double>& shares) {
+  return shares.size() == 4 && std::all_of(shares.begin(), shares.end(), [](double v) { return v >= 0; }) &&
+         shares[0] + shares[1] + shares[2] + shares[3] > 0;
+}
+
 // [train] road_facts (checked by validate) -> the world's setting.
 ToyWorld::RoadFacts road_facts(const std::string& name) {
   if (name == "fresh") return ToyWorld::RoadFacts::kFresh;
@@ -205,10 +220,7 @@ Recipe recipe_for(const std::string& name, const TrainSettings& s) {
   r.lr = s.lr;
   r.init_seed = name_seed(s.seed, name);
   r.mix.answer_weight = static_cast<float>(s.answer_weight);
-  r.mix.niah = s.mix.at(0);
-  r.mix.qa = s.mix.at(1);
-  r.mix.reasoning = s.mix.at(2);
-  r.mix.copy = s.mix.at(3);
+  r.mix = with_shares(r.mix, s.mix);
   if (name == "other") r.family = s.other_family;
   if (name == "long" || name == "chat" || name == "moe") {
     r.parent = "base";
@@ -221,11 +233,7 @@ Recipe recipe_for(const std::string& name, const TrainSettings& s) {
   }
   if (name == "chat") r.mix.chat = true;
   if (!s.late_mix.empty() && r.parent.empty()) {
-    r.late_mix = r.mix;
-    r.late_mix.niah = s.late_mix.at(0);
-    r.late_mix.qa = s.late_mix.at(1);
-    r.late_mix.reasoning = s.late_mix.at(2);
-    r.late_mix.copy = s.late_mix.at(3);
+    r.late_mix = with_shares(r.mix, s.late_mix);
     r.late_mix_step = static_cast<int64_t>(std::llround(s.late_mix_from * static_cast<double>(r.steps)));
   }
   if (name == "moe") r.family = "mixtral";
@@ -555,10 +563,9 @@ void TrainStage::validate(const pipeline::StageContext& ctx) const {
   for (const auto& [m, n] : s.steps) {
     RHEAD_CHECK(n >= 1, ConfigError, "[config] ", c.source(), ": [train] ", m, "_steps must be >= 1, got ", n);
   }
-  RHEAD_CHECK(s.mix.size() == 4 && std::all_of(s.mix.begin(), s.mix.end(), [](double v) { return v >= 0; }) &&
-                  s.mix[0] + s.mix[1] + s.mix[2] + s.mix[3] > 0,
-              ConfigError, "[config] ", c.source(), ": [train] mix: expected four shares >= 0 (niah, qa, reasoning, "
-              "copy) with a positive sum, got ", s.mix.size(), " values");
+  RHEAD_CHECK(valid_shares(s.mix), ConfigError, "[config] ", c.source(),
+              ": [train] mix: expected four shares >= 0 (niah, qa, reasoning, copy) with a positive sum, got ",
+              s.mix.size(), " values");
   RHEAD_CHECK(s.road_facts == "none" || s.road_facts == "fresh" || s.road_facts == "map", ConfigError, "[config] ",
               c.source(), ": [train] road_facts must be none, fresh or map, got '", s.road_facts, "'");
   RHEAD_CHECK(s.road_steps >= 2 && s.road_steps <= ToyWorld::kMaxRoadSteps &&
@@ -566,10 +573,7 @@ void TrainStage::validate(const pipeline::StageContext& ctx) const {
               ConfigError, "[config] ", c.source(), ": [train] road_steps must be in [2, ", ToyWorld::kMaxRoadSteps,
               "], and 2 unless road_facts puts the roads in the context; got ", s.road_steps, " with road_facts '",
               s.road_facts, "'");
-  const bool late_shares_ok = s.late_mix.size() == 4 &&
-                              std::all_of(s.late_mix.begin(), s.late_mix.end(), [](double v) { return v >= 0; }) &&
-                              s.late_mix[0] + s.late_mix[1] + s.late_mix[2] + s.late_mix[3] > 0;
-  RHEAD_CHECK(s.late_mix.empty() || (late_shares_ok && s.late_mix_from > 0 && s.late_mix_from < 1),
+  RHEAD_CHECK(s.late_mix.empty() || (valid_shares(s.late_mix) && s.late_mix_from > 0 && s.late_mix_from < 1),
               ConfigError, "[config] ", c.source(), ": [train] late_mix needs four shares >= 0 with a positive sum "
               "(or none) and late_mix_from in (0, 1); got ", s.late_mix.size(), " values, late_mix_from ",
               s.late_mix_from);
