@@ -292,14 +292,21 @@ def pick_failure_case(cells: Sequence[Dict[str, object]], model: Optional[str] =
 REGIONS = ("needle", "sink", "elsewhere")
 
 
-def argmax_regions(argmax: np.ndarray, needle_begin: int, needle_end: int, n_sink: int = N_SINK
-                   ) -> np.ndarray:
+def argmax_regions(argmax: np.ndarray, needle_begin: int, needle_end: int, n_sink: int = N_SINK,
+                   keep: Optional[Sequence[bool]] = None) -> np.ndarray:
     """int [step, 3]: per decode step, how many tracked heads' argmax positions fall in the needle's
     answer span [begin, end), in the attention sink (position < n_sink, outside the span) and elsewhere.
-    A span with begin < 0 (answer not found in the prompt) is empty."""
+    A span with begin < 0 (answer not found in the prompt) is empty. ``keep`` (one bool per tracked head)
+    leaves heads out: a head under the uniform mask attends evenly, so its argmax is 0 by the tie rule and
+    says nothing about where it looked (the stage's sink_fraction leaves masked heads out the same way)."""
     a = np.asarray(argmax, dtype=np.int64)
     if a.ndim != 2:
         raise ValueError(f"argmax_regions: argmax of shape {a.shape}, expected [step, head]")
+    if keep is not None:
+        keep = np.asarray(keep, dtype=bool)
+        if keep.shape != (a.shape[1],):
+            raise ValueError(f"argmax_regions: keep of shape {keep.shape}, expected ({a.shape[1]},)")
+        a = a[:, keep]
     in_needle = (a >= needle_begin) & (a < needle_end) if needle_begin >= 0 else np.zeros(a.shape, bool)
     in_sink = (a < n_sink) & ~in_needle
     other = ~in_needle & ~in_sink

@@ -104,10 +104,12 @@ def _case_panel(ax, ax_reg, c, tracked, title):
         if e - b < thin:
             ax.axhline((b + e) / 2, color=REGION_COLOURS[0], lw=5, alpha=0.45)
     cmap = plt.get_cmap("tab10")
+    keep = []  # the tracked heads this cell did not mask: the ones the region bars count
     for j in range(arg.shape[1]):
         head = tuple(int(v) for v in tracked[j]) if j < len(tracked) else None
         lab = fd.head_label(*head) if head else f"#{j}"
         is_masked = head in masked
+        keep.append(not is_masked)
         ax.plot(steps, arg[:, j], "o" + (":" if is_masked else "-"), ms=3.5, lw=1.0, alpha=0.85,
                 color=cmap(j % 10), mfc="white" if is_masked else cmap(j % 10),
                 label=f"head {lab}" + (f" (masked at K = {c['k']})" if is_masked else ""))
@@ -116,15 +118,15 @@ def _case_panel(ax, ax_reg, c, tracked, title):
     ax.set_ylabel("argmax key position (token)")
     ax.set_title(title, fontsize=9, loc="left")
     ax.grid(alpha=0.2)
-    reg = ad.argmax_regions(arg, b, e) if arg.size else np.zeros((0, 3), dtype=np.int64)
+    reg = ad.argmax_regions(arg, b, e, keep=keep) if arg.size else np.zeros((0, 3), dtype=np.int64)
     bottom = np.zeros(len(steps))
     for r, name in enumerate(ad.REGIONS):
         ax_reg.bar(steps, reg[:, r], 0.8, bottom=bottom, color=REGION_COLOURS[r], label=name)
         bottom += reg[:, r]
     ax_reg.set_xlim(ax.get_xlim())
-    ax_reg.set_ylim(0, max(1, arg.shape[1]))
+    ax_reg.set_ylim(0, max(1, sum(keep)))
     ax_reg.set_xlabel("decode step")
-    ax_reg.set_ylabel("tracked heads")
+    ax_reg.set_ylabel("unmasked tracked heads")
     for a in (ax, ax_reg):
         a.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_reg.yaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))

@@ -16,7 +16,7 @@ import h5py
 import numpy as np
 
 # Newest schema_version of each stage that these readers understand (docs/STORE.md).
-SUPPORTED_SCHEMA = {"train": 1, "generate": 2, "score": 1, "correlate": 1, "ablate": 1}
+SUPPORTED_SCHEMA = {"train": 1, "generate": 2, "score": 1, "correlate": 1, "ablate": 2}
 
 # Root attributes of every store (docs/STORE.md, "Root attributes").
 HEADER_KEYS = ("schema_version", "stage", "project", "project_version", "git_revision", "job_file",

@@ -203,6 +203,15 @@ void agree(Communicator& comm, const std::string& what, Fn&& fn) {
   if (!joined.empty()) throw CollectiveError(what + " failed:\n" + joined);
 }
 
+// "" when a complete store is in the layout this rhead writes for its stage, else why it is not (the cell
+// driver then recomputes its cells too: a finished cell counts only in the current layout).
+std::string layout_change(const store::Group& root, const Stage& stage) {
+  const int64_t now = stage.schema_version();
+  const int64_t before = root.has_attr("schema_version") ? root.attr_int("schema_version") : 0;
+  if (before == now) return {};
+  return str_cat("it is in store layout ", before, " (schema_version) and this rhead writes layout ", now);
+}
+
 }  // namespace
 
 void run_job(const StageRegistry& registry, const RunOptions& options, const Config& job, Communicator& comm) {
@@ -241,6 +250,10 @@ void run_job(const StageRegistry& registry, const RunOptions& options, const Con
       state = 1;
       store::File f = store::File::open(out_path);
       store::Group root = f.root();
+      if (std::string layout = layout_change(root, stage); !layout.empty()) {
+        state = 2;
+        stale_reason = layout;
+      }
       for (const auto& input : inputs) {
         const std::string key = "input_store_id." + input;
         if (root.has_attr(key) && root.attr_string(key) != store::store_id(run_dir / (input + ".h5"))) {
@@ -369,10 +382,11 @@ int dry_run_job(const StageRegistry& registry, const RunOptions& options, const 
     out << "\n[" << name << "] " << stage.summary() << "\n";
     const bool complete = store::is_complete(out_path);
     const std::string now_settings = stage_settings(stage, job);
-    std::string changed, rewritten_input, before_settings, changed_files;
+    std::string changed, rewritten_input, before_settings, changed_files, layout;
     if (complete) {
       store::File f = store::File::open(out_path);
       store::Group root = f.root();
+      layout = layout_change(root, stage);
       if (root.has_attr("settings")) {
         before_settings = root.attr_string("settings");
         changed = settings_change(before_settings, now_settings, job);
@@ -390,6 +404,9 @@ int dry_run_job(const StageRegistry& registry, const RunOptions& options, const 
     }
     if (!complete || options.force) {
       out << "  would write " << out_path.string() << "\n";
+      rewritten.push_back(name);
+    } else if (!layout.empty()) {
+      out << "  store " << out_path.string() << " is complete but " << layout << ": would rerun\n";
       rewritten.push_back(name);
     } else if (!changed.empty()) {
       out << "  store " << out_path.string() << " is complete but its settings changed (" << changed

@@ -440,13 +440,23 @@ double sink_fraction(const ArgmaxCapture& capture, const std::vector<HeadId>& he
   return static_cast<double>(sinks) / static_cast<double>(capture.n_step * static_cast<int64_t>(heads.size()));
 }
 
+std::vector<HeadId> heads_not_masked(const std::vector<HeadId>& heads, const std::vector<HeadId>& masked) {
+  std::vector<HeadId> out;
+  for (const HeadId& id : heads) {
+    if (std::find(masked.begin(), masked.end(), id) == masked.end()) out.push_back(id);
+  }
+  return out;
+}
+
 NiahErrorReport analyze_niah_cell(double recall, std::string_view response, std::string_view haystack,
-                                  const ArgmaxCapture& capture, const std::vector<HeadId>& top_heads, int ngram,
-                                  int64_t n_sink, double sink_threshold) {
+                                  const ArgmaxCapture& capture, const std::vector<HeadId>& top_heads,
+                                  const std::vector<HeadId>& masked, int ngram, int64_t n_sink,
+                                  double sink_threshold) {
   NiahErrorReport report;
   report.type = classify_niah_error(recall, response, haystack, ngram);
-  report.sink_fraction = sink_fraction(capture, top_heads, n_sink);
-  report.sink = !top_heads.empty() && capture.n_step > 0 && report.sink_fraction >= sink_threshold;
+  const std::vector<HeadId> looking = heads_not_masked(top_heads, masked);
+  report.sink_fraction = sink_fraction(capture, looking, n_sink);
+  report.sink = !looking.empty() && capture.n_step > 0 && report.sink_fraction >= sink_threshold;
   return report;
 }
 

@@ -139,15 +139,21 @@ NiahErrorType classify_niah_error(double recall, std::string_view response, std:
 // n_sink tokens, the attention sink of Figure 9). 0 when there are no steps or heads.
 double sink_fraction(const ArgmaxCapture& capture, const std::vector<HeadId>& heads, int64_t n_sink = 4);
 
+// heads without the ones in `masked`, order kept: the tracked heads whose argmax says where they looked (a
+// head under the uniform mask attends evenly, so its argmax is position 0 by the lowest-index tie rule).
+std::vector<HeadId> heads_not_masked(const std::vector<HeadId>& heads, const std::vector<HeadId>& masked);
+
 struct NiahErrorReport {
   NiahErrorType type = NiahErrorType::kCorrect;
-  double sink_fraction = 0.0;  // over the given top heads
+  double sink_fraction = 0.0;  // over the top heads this cell did not mask
   bool sink = false;           // sink_fraction >= sink_threshold
 };
 
-// All of the above for one cell; sink flag when at least sink_threshold of the top heads' argmaxes are sinks.
+// All of the above for one cell; sink flag when at least sink_threshold of the argmaxes of the top heads
+// outside `masked` are sinks (no such head: fraction 0, no flag).
 NiahErrorReport analyze_niah_cell(double recall, std::string_view response, std::string_view haystack,
-                                  const ArgmaxCapture& capture, const std::vector<HeadId>& top_heads, int ngram = 3,
-                                  int64_t n_sink = 4, double sink_threshold = 0.5);
+                                  const ArgmaxCapture& capture, const std::vector<HeadId>& top_heads,
+                                  const std::vector<HeadId>& masked = {}, int ngram = 3, int64_t n_sink = 4,
+                                  double sink_threshold = 0.5);
 
 }  // namespace stages

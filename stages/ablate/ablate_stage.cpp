@@ -495,10 +495,11 @@ void AblateStage::run(pipeline::StageContext& ctx) {
   };
   const auto write_niah = [&](const AblateCell& cell, const NiahCellResult& r, pipeline::store::Group& out) {
     const models::ModelSpec& spec = model->folder.spec;
-    // Error analysis over the model's top retrieval heads.
+    // Error analysis over the model's top retrieval heads (the sink share over those this cell left unmasked).
     ArgmaxCapture capture{static_cast<int64_t>(r.generated.size()), spec.n_layer, spec.n_head, r.argmax};
     const auto& top = tracked[cell.model];
-    NiahErrorReport report = analyze_niah_cell(r.rouge1_recall, r.response, r.prompt.context, capture, top);
+    const std::vector<HeadId>& masked = selections[cell.model][cell.selection].heads;
+    NiahErrorReport report = analyze_niah_cell(r.rouge1_recall, r.response, r.prompt.context, capture, top, masked);
     std::vector<int32_t> top_pos;  // [step, tracked]
     for (int64_t step = 0; step < capture.n_step; ++step) {
       for (const auto& h : top) {

@@ -21,6 +21,8 @@ class AblateStage final : public pipeline::Stage {
   }
   std::vector<std::string> inputs(const pipeline::Config&) const override { return {"score"}; }
   bool cells_per_model() const override { return true; }
+  // 2: sink_fraction counts only the tracked heads a cell did not mask (schema 1 counted masked ones too).
+  int64_t schema_version() const override { return 2; }
   // The haystack folder, the needles and task files, and every model's folder.
   std::vector<pipeline::InputFile> input_files(const pipeline::Config& job) const override;
   void declare(pipeline::ConfigSchema& schema) const override;

@@ -196,7 +196,7 @@ def _row_order(keys, modes):
     return sorted(keys, key=key)
 
 
-def write_ablate(path, cells, task_cells=(), tracked=None, status="complete", schema_version=1,
+def write_ablate(path, cells, task_cells=(), tracked=None, status="complete", schema_version=2,
                  summary_delta=None):
     """ablate.h5 as docs/STORE.md lays it out, summaries computed from the cells like the stage does.
 

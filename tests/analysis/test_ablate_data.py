@@ -222,6 +222,15 @@ class ArgmaxRegions(unittest.TestCase):
         with self.assertRaises(ValueError):
             ad.argmax_regions(np.zeros(3), 1, 2)
 
+    def test_masked_heads_are_left_out(self):
+        # Heads 1 and 3 masked: their argmax 0 is the uniform mask's tie rule, not a look at the sink.
+        a = np.array([[12, 0, 2, 0], [30, 0, 11, 0]])
+        keep = [True, False, True, False]
+        np.testing.assert_array_equal(ad.argmax_regions(a, 10, 15, keep=keep), [[1, 1, 0], [1, 0, 1]])
+        np.testing.assert_array_equal(ad.argmax_regions(a, 10, 15, keep=[False] * 4), [[0, 0, 0], [0, 0, 0]])
+        with self.assertRaises(ValueError):
+            ad.argmax_regions(a, 10, 15, keep=[True, False])
+
 
 class HeatmapCells(unittest.TestCase):
     CELLS = [cell("n", mode="none", selection="none", k=0), cell("t5", k=5), cell("t10", k=10),
@@ -344,8 +353,8 @@ class AblateReader(unittest.TestCase):
         self.assertEqual(len(diff), 1)
         self.assertIn("uniform/top K=2", diff[0])
         newer = os.path.join(self.tmp.name, "newer.h5")
-        make_stores.write_ablate(newer, cells, (), tracked, schema_version=2)
-        with self.assertRaisesRegex(rhead_stores.StoreError, "newer.h5.*schema_version 2"):
+        make_stores.write_ablate(newer, cells, (), tracked, schema_version=3)
+        with self.assertRaisesRegex(rhead_stores.StoreError, "newer.h5.*schema_version 3"):
             rhead_stores.read_ablate(newer)
 
 

@@ -164,6 +164,36 @@ TEST(E2ESelftest, ChangedSettingsRerunTheStageAndTuningKeysDoNot) {
             std::string::npos) << dry.output;
 }
 
+TEST(E2ESelftest, AStoreInAnotherLayoutIsRecomputedNotSkipped) {
+  test_support::TempDir dir("e2e-layout");
+  test_support::write_text_file(dir.path() / "job.ini", job_text(0));
+  auto first = test_support::run_rhead(dir.path(), 0, "job.ini");
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  const fs::path store = dir.path() / "runs/e2e/selftest.h5";
+  const std::string digest = test_support::store_digest(store);
+  {
+    // What an older rhead would have left: the same cells in store layout 0 (this rhead writes 1).
+    pipeline::store::File f = pipeline::store::File::open(store, pipeline::store::File::Mode::ReadWrite);
+    f.root().set_attr("schema_version", int64_t{0});
+  }
+  auto dry = test_support::run_rhead(dir.path(), 0, "job.ini --dry-run");
+  EXPECT_NE(dry.output.find("is complete but it is in store layout 0 (schema_version) and this rhead writes layout 1: "
+                            "would rerun"),
+            std::string::npos) << dry.output;
+  auto again = test_support::run_rhead(dir.path(), 0, "job.ini");
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_EQ(again.output.find("is complete, skipping"), std::string::npos) << again.output;
+  EXPECT_NE(again.output.find("stage selftest: it is in store layout 0"), std::string::npos) << again.output;
+  // Every cell recomputed (none kept from the old layout), to the same values, in the current layout.
+  EXPECT_NE(again.output.find(std::to_string(kCells) + " finished cells in "), std::string::npos) << again.output;
+  EXPECT_NE(again.output.find("were computed in another store layout (schema_version); discarding them"),
+            std::string::npos) << again.output;
+  pipeline::store::File f = pipeline::store::File::open(store);
+  EXPECT_EQ(f.root().attr_int("schema_version"), 1);
+  EXPECT_EQ(f.root().attr_int("cells_computed_last_attempt"), kCells);
+  EXPECT_EQ(test_support::store_digest(store), digest);
+}
+
 TEST(E2ESelftest, ResumeKeepsCellsOfTheSameSettingsAndDiscardsOthers) {
   test_support::TempDir dir("e2e-resume-settings");
   // The failing cell is dealt last, so the run stops with every other cell finished in its shard.

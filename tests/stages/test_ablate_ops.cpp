@@ -172,4 +172,16 @@ TEST(NiahErrors, SinkFraction) {
   EXPECT_EQ(report.type, stages::NiahErrorType::kHallucination);
   EXPECT_TRUE(report.sink);
   EXPECT_DOUBLE_EQ(report.sink_fraction, 0.75);
+  // A masked head's argmax says nothing about where it looked: with (0,1) masked only (1,0) counts (10, 2:
+  // one sink in two steps); with both masked no head is left (fraction 0, no flag).
+  EXPECT_EQ(stages::heads_not_masked(top, {{1, 1}, {0, 1}}), (std::vector<HeadId>{{1, 0}}));
+  const auto one_left = stages::analyze_niah_cell(0.0, "Golden Gate Bridge", "some haystack text", c, top, {{0, 1}});
+  EXPECT_DOUBLE_EQ(one_left.sink_fraction, 0.5);
+  EXPECT_TRUE(one_left.sink);  // 0.5 >= the default threshold 0.5
+  const auto one_left_of_one = stages::analyze_niah_cell(0.0, "x y", "haystack", c, top, {{0, 1}}, 3, 1);
+  EXPECT_DOUBLE_EQ(one_left_of_one.sink_fraction, 0.0);  // position 2 is no sink when only position 0 is
+  EXPECT_FALSE(one_left_of_one.sink);
+  const auto none_left = stages::analyze_niah_cell(0.0, "x y", "haystack", c, top, top);
+  EXPECT_DOUBLE_EQ(none_left.sink_fraction, 0.0);
+  EXPECT_FALSE(none_left.sink);
 }
