@@ -49,6 +49,10 @@ const std::vector<std::string> kTowns = {"oslo", "rome", "paris", "lima", "cairo
 // Number words of road_steps ("two" is in kFrame; the others join the vocabulary only when asked for).
 const std::vector<std::string> kStepCounts = {"", "one", "two", "three", "four"};
 
+// The marker of the start fact with road_facts = start (in the vocabulary only then): "start <t> .".
+const char* kStartWord = "start";
+const char* kStartQuestion = "where does the road lead after two steps ?";
+
 const char* kNiahQuestionPrefix = "Based on the content of the book, Question:";
 const char* kCotPrompt = "think step by step .";
 const char* kDirectPrompt = "answer directly .";
@@ -108,7 +112,8 @@ ToyWorld::ToyWorld(uint64_t seed, double filler_value_share, int needle_value_wo
   RHEAD_CHECK(needle_value_words >= 1 && needle_value_words <= kMaxNeedleValueWords, pipeline::InputError,
               "[train] toy world: needle value words must be in [1, ", kMaxNeedleValueWords, "], got ",
               needle_value_words);
-  RHEAD_CHECK(road_steps >= 2 && road_steps <= kMaxRoadSteps && (road_steps == 2 || road_facts != RoadFacts::kNone),
+  const bool roads_in_context = road_facts == RoadFacts::kFresh || road_facts == RoadFacts::kMap;
+  RHEAD_CHECK(road_steps >= 2 && road_steps <= kMaxRoadSteps && (road_steps == 2 || roads_in_context),
               pipeline::InputError, "[train] toy world: road steps must be in [2, ", kMaxRoadSteps,
               "] (2 without road facts in the context), got ", road_steps);
   for (const auto* list : {&kSpecials, &kFrame, &kAdjectives, &kNouns, &kVerbs, &kPrepositions, &kAdverbs, &kKeys,
@@ -124,6 +129,10 @@ ToyWorld::ToyWorld(uint64_t seed, double filler_value_share, int needle_value_wo
   for (int n = 3; n <= m_road_steps; ++n) {
     m_ids[kStepCounts[n]] = static_cast<int64_t>(m_vocab.size());
     m_vocab.push_back(kStepCounts[n]);
+  }
+  if (road_facts == RoadFacts::kStart) {
+    m_ids[kStartWord] = static_cast<int64_t>(m_vocab.size());
+    m_vocab.push_back(kStartWord);
   }
   // The road map: one random cycle through every town (so two steps never return to the start).
   SplitMix64 rng(seed ^ 0x726f6164ull);
@@ -396,7 +405,42 @@ ToyWorld::RoadItem ToyWorld::road_item(SplitMix64& rng, int64_t context_words) c
   return item;
 }
 
+ToyWorld::RoadItem ToyWorld::start_item(SplitMix64& rng, int64_t context_words, const std::string& start) const {
+  RoadItem item;
+  item.chain = {start, town_after(start), town_after(town_after(start))};
+  // Two roads of the map that start elsewhere: the context holds three towns besides the start's, so "the
+  // town in the context" does not find it; the word after "start" does.
+  std::vector<std::string> facts = {std::string(kStartWord) + " " + start + " ."};
+  while (facts.size() < 3) {
+    const std::string a = pick(rng, m_towns);
+    const std::string fact = "road " + a + " " + town_after(a) + " .";
+    if (a != start && std::find(facts.begin(), facts.end(), fact) == facts.end()) facts.push_back(fact);
+  }
+  std::vector<std::string> sentences;
+  for (int64_t words = 0; words < context_words;) {
+    sentences.push_back(filler_sentence(rng));
+    words += static_cast<int64_t>(split(sentences.back()).size());
+  }
+  for (const auto& fact : facts) {
+    const size_t pos = rng.uniform_below(sentences.size() + 1);
+    sentences.insert(sentences.begin() + static_cast<std::ptrdiff_t>(pos), fact);
+  }
+  item.context = join(sentences);
+  item.question = kStartQuestion;
+  return item;
+}
+
 std::pair<std::string, std::string> ToyWorld::reasoning_item(SplitMix64& rng, bool cot) const {
+  if (m_road_facts == RoadFacts::kStart) {
+    const RoadItem r = start_item(rng, 4 + static_cast<int64_t>(rng.uniform_below(17)), pick(rng, m_towns));
+    std::string prompt = std::string(cot ? kCotPrompt : kDirectPrompt) + " " + r.context + " Question: " + r.question +
+                         " Answer:";
+    const std::string &t = r.chain[0], &u = r.chain[1], &w = r.chain[2];
+    std::string answer = cot ? std::string(kStartWord) + " " + t + " . " + t + " leads to " + u + " . " + u +
+                                   " leads to " + w + " . so the answer is " + w
+                             : "the answer is " + w;
+    return {prompt, answer};
+  }
   if (m_road_facts != RoadFacts::kNone) {
     const RoadItem r = road_item(rng, 4 + static_cast<int64_t>(rng.uniform_below(17)));
     std::string prompt = std::string(cot ? kCotPrompt : kDirectPrompt) + " " + r.context + " Question: " + r.question +
@@ -481,8 +525,12 @@ void ToyWorld::write_files(const fs::path& dir, int64_t qa_items, int64_t reason
     QaItem q = qa_item(rng, qa_context_words);
     qa += nlohmann::json{{"context", q.context}, {"question", q.question}, {"answers", {q.answer}}}.dump() + "\n";
   }
-  for (int64_t i = 0; m_road_facts != RoadFacts::kNone && i < reasoning_items; ++i) {
-    const RoadItem r = road_item(rng, 16);  // the same context for both modes
+  const bool with_context = m_road_facts != RoadFacts::kNone;
+  for (int64_t i = 0; with_context && i < reasoning_items; ++i) {
+    // The same context for both modes; with only the start in the context, every town starts a trip in turn.
+    const RoadItem r = m_road_facts == RoadFacts::kStart
+                           ? start_item(rng, 16, m_towns[static_cast<size_t>(i) % m_towns.size()])
+                           : road_item(rng, 16);
     auto line = [&](const char* prompt) {
       return nlohmann::json{
           {"prompt", prompt}, {"context", r.context}, {"question", r.question}, {"answer", r.chain.back()}}
@@ -491,7 +539,7 @@ void ToyWorld::write_files(const fs::path& dir, int64_t qa_items, int64_t reason
     cot += line(kCotPrompt);
     direct += line(kDirectPrompt);
   }
-  for (int64_t i = 0; m_road_facts == RoadFacts::kNone && i < reasoning_items; ++i) {
+  for (int64_t i = 0; !with_context && i < reasoning_items; ++i) {
     const std::string t = m_towns[static_cast<size_t>(i) % m_towns.size()];
     const std::string question = "where does the road from " + t + " lead after two steps ?";
     const std::string answer = town_after(town_after(t));

@@ -13,6 +13,10 @@
 //               "where does the road from <t> lead after two steps ?"
 //                 cot:    "<t> leads to <u> . <u> leads to <w> . so the answer is <w> </s>"
 //                 direct: "the answer is <w> </s>"
+//               or, with only the start in the context ("start <t> ." among filler and two map roads):
+//                 "where does the road lead after two steps ?"
+//                 cot:    "start <t> . <t> leads to <u> . <u> leads to <w> . so the answer is <w> </s>"
+//                 direct: "the answer is <w> </s>"
 //               or, with road facts in the context (a fresh map per item, or roads of the memorised one),
 //               roads "road <a> <b> ." among filler before the question; the chain of thought looks both
 //               roads up there, as NIAH copies a value after its key:
@@ -63,10 +67,13 @@ class ToyWorld {
   static constexpr int kDefaultNeedleValueWords = 3;
   static constexpr int kMaxNeedleValueWords = 12;
   // Road facts in the context of reasoning items: none (the question asks about the memorised map), fresh
-  // (every item brings its own random map: only the context can answer) or map (the item's context quotes
-  // roads of the memorised map: the context and the memory agree).
-  // road_steps: roads a reasoning question follows with road facts (2 .. kMaxRoadSteps; "none" asks 2).
-  enum class RoadFacts { kNone, kFresh, kMap };
+  // (every item brings its own random map: only the context can answer), map (the item's context quotes
+  // roads of the memorised map: the context and the memory agree) or start (the question names no town: the
+  // trip's start is a fact "start <t> ." among filler and two roads of the map, and the chain of thought
+  // quotes it, "start <t> . <t> leads to ...", an induction copy; the roads come from memory).
+  // road_steps: roads a reasoning question follows with road facts (2 .. kMaxRoadSteps; "none" and "start"
+  // ask 2).
+  enum class RoadFacts { kNone, kFresh, kMap, kStart };
   static constexpr int kMaxRoadSteps = 4;
   explicit ToyWorld(uint64_t seed, double filler_value_share = 0,
                     int needle_value_words = kDefaultNeedleValueWords, RoadFacts road_facts = RoadFacts::kNone,
@@ -125,6 +132,8 @@ class ToyWorld {
     std::vector<std::string> chain;  // road_steps + 1 towns: the start, ..., the answer
   };
   RoadItem road_item(SplitMix64& rng, int64_t context_words) const;  // road facts among filler
+  // road_facts = start: the start fact and two map roads among filler; chain = start, then two roads.
+  RoadItem start_item(SplitMix64& rng, int64_t context_words, const std::string& start) const;
 
   std::vector<std::string> m_vocab;
   std::map<std::string, int64_t> m_ids;

@@ -163,6 +163,7 @@ bool valid_shares(const std::vector<double>& shares) {
 ToyWorld::RoadFacts road_facts(const std::string& name) {
   if (name == "fresh") return ToyWorld::RoadFacts::kFresh;
   if (name == "map") return ToyWorld::RoadFacts::kMap;
+  if (name == "start") return ToyWorld::RoadFacts::kStart;
   return ToyWorld::RoadFacts::kNone;
 }
 
@@ -501,7 +502,8 @@ void TrainStage::declare(pipeline::ConfigSchema& schema) const {
       .optional("train.road_facts", KeyType::String, "none",
                 "roads in the context of reasoning items, \"road <a> <b> .\" among filler, which a chain of "
                 "thought then quotes: none (the question asks about the memorised map), fresh (a random map "
-                "per item) or map (roads of the memorised map)")
+                "per item), map (roads of the memorised map) or start (only the trip's start, \"start <t> .\", "
+                "with two map roads; the chain quotes the start and walks the memorised map)")
       .optional("train.road_steps", KeyType::Int, "2",
                 "with road_facts: the roads a reasoning question follows (2 to 4; \"after three steps ?\")")
       .optional("train.mix", KeyType::FloatList, "0.4, 0.1, 0.1, 0.4",
@@ -566,10 +568,11 @@ void TrainStage::validate(const pipeline::StageContext& ctx) const {
   RHEAD_CHECK(valid_shares(s.mix), ConfigError, "[config] ", c.source(),
               ": [train] mix: expected four shares >= 0 (niah, qa, reasoning, copy) with a positive sum, got ",
               s.mix.size(), " values");
-  RHEAD_CHECK(s.road_facts == "none" || s.road_facts == "fresh" || s.road_facts == "map", ConfigError, "[config] ",
-              c.source(), ": [train] road_facts must be none, fresh or map, got '", s.road_facts, "'");
+  RHEAD_CHECK(s.road_facts == "none" || s.road_facts == "fresh" || s.road_facts == "map" || s.road_facts == "start",
+              ConfigError, "[config] ", c.source(), ": [train] road_facts must be none, fresh, map or start, got '",
+              s.road_facts, "'");
   RHEAD_CHECK(s.road_steps >= 2 && s.road_steps <= ToyWorld::kMaxRoadSteps &&
-                  (s.road_steps == 2 || s.road_facts != "none"),
+                  (s.road_steps == 2 || s.road_facts == "fresh" || s.road_facts == "map"),
               ConfigError, "[config] ", c.source(), ": [train] road_steps must be in [2, ", ToyWorld::kMaxRoadSteps,
               "], and 2 unless road_facts puts the roads in the context; got ", s.road_steps, " with road_facts '",
               s.road_facts, "'");

@@ -276,7 +276,7 @@ TEST(TrainE2E, BadRecipesStopBeforeTraining) {
       {"late_mix = 0.5, 0.5\n", "late_mix needs four shares >= 0 with a positive sum (or none) and late_mix_from "
                                  "in (0, 1); got 2 values"},
       {"late_mix = 0, 0, 1, 0\nlate_mix_from = 1\n", "got 4 values, late_mix_from 1"},
-      {"road_facts = maybe\n", "[train] road_facts must be none, fresh or map, got 'maybe'"},
+      {"road_facts = maybe\n", "[train] road_facts must be none, fresh, map or start, got 'maybe'"},
       {"road_steps = 3\n", "road_steps must be in [2, 4], and 2 unless road_facts puts the roads in the context; "
                             "got 3 with road_facts 'none'"},
       {"needle_values = 6\n", "curriculum_start 32 is too short for a needle of 6 value words and its question; "
