@@ -49,10 +49,6 @@ const std::vector<std::string> kTowns = {"oslo", "rome", "paris", "lima", "cairo
 // Number words of road_steps ("two" is in kFrame; the others join the vocabulary only when asked for).
 const std::vector<std::string> kStepCounts = {"", "one", "two", "three", "four"};
 
-// The marker of the start fact with road_facts = start (in the vocabulary only then): "start <t> .".
-const char* kStartWord = "start";
-const char* kStartQuestion = "where does the road lead after two steps ?";
-
 const char* kNiahQuestionPrefix = "Based on the content of the book, Question:";
 const char* kCotPrompt = "think step by step .";
 const char* kDirectPrompt = "answer directly .";
@@ -130,10 +126,7 @@ ToyWorld::ToyWorld(uint64_t seed, double filler_value_share, int needle_value_wo
     m_ids[kStepCounts[n]] = static_cast<int64_t>(m_vocab.size());
     m_vocab.push_back(kStepCounts[n]);
   }
-  if (road_facts == RoadFacts::kStart) {
-    m_ids[kStartWord] = static_cast<int64_t>(m_vocab.size());
-    m_vocab.push_back(kStartWord);
-  }
+
   // The road map: one random cycle through every town (so two steps never return to the start).
   SplitMix64 rng(seed ^ 0x726f6164ull);
   std::vector<std::string> order = m_towns;
@@ -408,25 +401,30 @@ ToyWorld::RoadItem ToyWorld::road_item(SplitMix64& rng, int64_t context_words) c
 ToyWorld::RoadItem ToyWorld::start_item(SplitMix64& rng, int64_t context_words, const std::string& start) const {
   RoadItem item;
   item.chain = {start, town_after(start), town_after(town_after(start))};
-  // Two roads of the map that start elsewhere: the context holds three towns besides the start's, so "the
-  // town in the context" does not find it; the word after "start" does.
-  std::vector<std::string> facts = {std::string(kStartWord) + " " + start + " ."};
-  while (facts.size() < 3) {
-    const std::string a = pick(rng, m_towns);
-    const std::string fact = "road " + a + " " + town_after(a) + " .";
-    if (a != start && std::find(facts.begin(), facts.end(), fact) == facts.end()) facts.push_back(fact);
+  // Three homes with fresh keys in distinct towns, the asked one among them: "the town in the context" does
+  // not find the start, and a key seen in another packed item does not either.
+  std::vector<std::string> keys, towns = {start};
+  while (keys.size() < 3) {
+    const std::string key = pick(rng, m_keys);
+    if (std::find(keys.begin(), keys.end(), key) == keys.end()) keys.push_back(key);
+  }
+  while (towns.size() < 3) {
+    const std::string town = pick(rng, m_towns);
+    if (std::find(towns.begin(), towns.end(), town) == towns.end()) towns.push_back(town);
   }
   std::vector<std::string> sentences;
   for (int64_t words = 0; words < context_words;) {
     sentences.push_back(filler_sentence(rng));
     words += static_cast<int64_t>(split(sentences.back()).size());
   }
-  for (const auto& fact : facts) {
+  for (size_t i = 0; i < keys.size(); ++i) {
     const size_t pos = rng.uniform_below(sentences.size() + 1);
-    sentences.insert(sentences.begin() + static_cast<std::ptrdiff_t>(pos), fact);
+    sentences.insert(sentences.begin() + static_cast<std::ptrdiff_t>(pos), "the home called " + keys[i] + " " +
+                                                                                towns[i] + " .");
   }
   item.context = join(sentences);
-  item.question = kStartQuestion;
+  item.key = keys[0];
+  item.question = "where does the road from the home of " + keys[0] + " lead after two steps ?";
   return item;
 }
 
@@ -436,8 +434,8 @@ std::pair<std::string, std::string> ToyWorld::reasoning_item(SplitMix64& rng, bo
     std::string prompt = std::string(cot ? kCotPrompt : kDirectPrompt) + " " + r.context + " Question: " + r.question +
                          " Answer:";
     const std::string &t = r.chain[0], &u = r.chain[1], &w = r.chain[2];
-    std::string answer = cot ? std::string(kStartWord) + " " + t + " . " + t + " leads to " + u + " . " + u +
-                                   " leads to " + w + " . so the answer is " + w
+    std::string answer = cot ? r.key + " lives in " + t + " . " + t + " leads to " + u + " . " + u + " leads to " + w +
+                                   " . so the answer is " + w
                              : "the answer is " + w;
     return {prompt, answer};
   }

@@ -13,9 +13,9 @@
 //               "where does the road from <t> lead after two steps ?"
 //                 cot:    "<t> leads to <u> . <u> leads to <w> . so the answer is <w> </s>"
 //                 direct: "the answer is <w> </s>"
-//               or, with only the start in the context ("start <t> ." among filler and two map roads):
-//                 "where does the road lead after two steps ?"
-//                 cot:    "start <t> . <t> leads to <u> . <u> leads to <w> . so the answer is <w> </s>"
+//               or, with only the start in the context (a home fact among filler and two other homes):
+//                 "where does the road from the home of <key> lead after two steps ?"
+//                 cot:    "<key> lives in <t> . <t> leads to <u> . <u> leads to <w> . so the answer is <w> </s>"
 //                 direct: "the answer is <w> </s>"
 //               or, with road facts in the context (a fresh map per item, or roads of the memorised one),
 //               roads "road <a> <b> ." among filler before the question; the chain of thought looks both
@@ -68,9 +68,10 @@ class ToyWorld {
   static constexpr int kMaxNeedleValueWords = 12;
   // Road facts in the context of reasoning items: none (the question asks about the memorised map), fresh
   // (every item brings its own random map: only the context can answer), map (the item's context quotes
-  // roads of the memorised map: the context and the memory agree) or start (the question names no town: the
-  // trip's start is a fact "start <t> ." among filler and two roads of the map, and the chain of thought
-  // quotes it, "start <t> . <t> leads to ...", an induction copy; the roads come from memory).
+  // roads of the memorised map: the context and the memory agree) or start (the question names no town but
+  // a home, "the road from the home of <key>", whose town is a fact "the home called <key> <t> ." among
+  // filler and two other homes; the chain of thought quotes it, "<key> lives in <t> . <t> leads to ...", as
+  // NIAH copies a value after its key; the roads come from memory).
   // road_steps: roads a reasoning question follows with road facts (2 .. kMaxRoadSteps; "none" and "start"
   // ask 2).
   enum class RoadFacts { kNone, kFresh, kMap, kStart };
@@ -129,10 +130,11 @@ class ToyWorld {
   std::pair<std::string, std::string> reasoning_item(SplitMix64& rng, bool cot) const;
   struct RoadItem {
     std::string context, question;
+    std::string key;                 // road_facts = start: the home the question names
     std::vector<std::string> chain;  // road_steps + 1 towns: the start, ..., the answer
   };
   RoadItem road_item(SplitMix64& rng, int64_t context_words) const;  // road facts among filler
-  // road_facts = start: the start fact and two map roads among filler; chain = start, then two roads.
+  // road_facts = start: the start's home fact and two other homes among filler; chain = start, two roads.
   RoadItem start_item(SplitMix64& rng, int64_t context_words, const std::string& start) const;
 
   std::vector<std::string> m_vocab;

@@ -502,8 +502,8 @@ void TrainStage::declare(pipeline::ConfigSchema& schema) const {
       .optional("train.road_facts", KeyType::String, "none",
                 "roads in the context of reasoning items, \"road <a> <b> .\" among filler, which a chain of "
                 "thought then quotes: none (the question asks about the memorised map), fresh (a random map "
-                "per item), map (roads of the memorised map) or start (only the trip's start, \"start <t> .\", "
-                "with two map roads; the chain quotes the start and walks the memorised map)")
+                "per item), map (roads of the memorised map) or start (only the trip's start, a home fact "
+                "\"the home called <key> <t> .\"; the chain quotes it and walks the memorised map)")
       .optional("train.road_steps", KeyType::Int, "2",
                 "with road_facts: the roads a reasoning question follows (2 to 4; \"after three steps ?\")")
       .optional("train.mix", KeyType::FloatList, "0.4, 0.1, 0.1, 0.4",

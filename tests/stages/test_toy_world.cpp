@@ -353,27 +353,41 @@ INSTANTIATE_TEST_SUITE_P(FreshAndMap, ToyWorldRoadFacts,
                                   std::to_string(test_case.param.steps) + "Steps";
                          });
 
-// "... start <t> . ..." -> every t after "start" in the text.
-std::vector<std::string> starts_in(const std::string& text) {
+// "... the home called <key> <t> . ..." -> (key, t) of every one-word home fact in the text.
+std::vector<std::pair<std::string, std::string>> homes_in(const std::string& text) {
   std::istringstream in(text);
   std::vector<std::string> w{std::istream_iterator<std::string>(in), {}};
-  std::vector<std::string> out;
-  for (size_t i = 0; i + 1 < w.size(); ++i) {
-    if (w[i] == "start") out.push_back(w[i + 1]);
+  std::vector<std::pair<std::string, std::string>> out;
+  for (size_t i = 0; i + 4 < w.size(); ++i) {
+    if (w[i] == "home" && w[i + 1] == "called" && w[i + 4] == ".") out.emplace_back(w[i + 2], w[i + 3]);
   }
   return out;
 }
 
 TEST(ToyWorld, StartFactsPutOnlyTheTripsStartInTheContext) {
   const ToyWorld plain(77), world(77, 0, ToyWorld::kDefaultNeedleValueWords, ToyWorld::RoadFacts::kStart);
-  ASSERT_EQ(world.vocab().size(), plain.vocab().size() + 1);  // "start" joins only in this mode
-  EXPECT_EQ(world.vocab().back(), "start");
+  EXPECT_EQ(world.vocab(), plain.vocab());  // the v8 words say it all
   EXPECT_THROW(ToyWorld(5, 0, ToyWorld::kDefaultNeedleValueWords, ToyWorld::RoadFacts::kStart, 3),
                pipeline::InputError);
-  auto two_steps = [&](const std::string& t) { return world.town_after(world.town_after(t)); };
+  const std::string prefix = "where does the road from the home of ", suffix = " lead after two steps ?";
+  // The home the question asks about: one fact in the text, three homes in all, with distinct keys and towns.
+  auto asked_start = [&](const std::string& text, const std::string& question) -> std::string {
+    EXPECT_EQ(question.rfind(prefix, 0), 0u) << question;
+    const std::string key = question.substr(prefix.size(), question.size() - prefix.size() - suffix.size());
+    const auto homes = homes_in(text);
+    std::set<std::string> keys, towns;
+    for (const auto& [k, t] : homes) keys.insert(k), towns.insert(t);
+    EXPECT_EQ(homes.size(), 3u) << text;
+    EXPECT_EQ(keys.size(), 3u) << text;
+    EXPECT_EQ(towns.size(), 3u) << text;
+    for (const auto& [k, t] : homes) {
+      if (k == key) return t;
+    }
+    ADD_FAILURE() << "no home of " << key << " in " << text;
+    return {};
+  };
 
-  // Evaluation: one item per town, both modes the same; the context names the start once, after "start",
-  // plus two roads of the map out of other towns; the question names no town.
+  // Evaluation: one item per town, both modes the same.
   test_support::TempDir dir("toy_world_start");
   world.write_files(dir.path(), 2, 16, 40);
   std::ifstream cot(dir.path() / "tasks" / "reasoning_cot.jsonl");
@@ -383,19 +397,15 @@ TEST(ToyWorld, StartFactsPutOnlyTheTripsStartInTheContext) {
   for (std::string a, b; std::getline(cot, a) && std::getline(direct, b); ++items) {
     auto c = nlohmann::json::parse(a), d = nlohmann::json::parse(b);
     for (const char* field : {"context", "question", "answer"}) EXPECT_EQ(c.at(field), d.at(field)) << field;
-    EXPECT_EQ(c.at("question"), "where does the road lead after two steps ?");
     const std::string context = c.at("context");
-    const auto starts = starts_in(context);
-    ASSERT_EQ(starts.size(), 1u) << context;
-    started.insert(starts[0]);
-    EXPECT_EQ(c.at("answer").get<std::string>(), two_steps(starts[0])) << context;
-    EXPECT_EQ(roads_on_and_off_the_map(world, context), (std::pair<int, int>{2, 0})) << context;
-    EXPECT_TRUE(roads_from(context, starts[0]).empty()) << context;
+    const std::string t = asked_start(context, c.at("question"));
+    started.insert(t);
+    EXPECT_EQ(c.at("answer").get<std::string>(), world.town_after(world.town_after(t))) << context;
   }
   EXPECT_EQ(items, 16);
   EXPECT_EQ(started.size(), 16u);  // every town starts one trip
 
-  // Training: the chain of thought quotes the start of its own item and walks the map from it.
+  // Training: the chain of thought quotes the asked home of its own item and walks the map from its town.
   TrainingMix mix;
   mix.niah = mix.qa = mix.copy = 0;
   mix.reasoning = 1;
@@ -406,16 +416,15 @@ TEST(ToyWorld, StartFactsPutOnlyTheTripsStartInTheContext) {
     const std::string text = text_of(world, seq.ids, 0, seq.ids.size());
     for (size_t begin = 0, end; (end = text.find("</s>", begin)) != std::string::npos; begin = end + 4) {
       const std::string item = text.substr(begin, end - begin);
-      const size_t at = item.find("Answer:");
-      ASSERT_NE(at, std::string::npos) << item;
-      const std::string prompt = item.substr(0, at), answer = item.substr(at + 7);
-      const auto starts = starts_in(prompt);
-      ASSERT_EQ(starts.size(), 1u) << item;
-      const std::string t = starts[0], u = world.town_after(t), w = world.town_after(u);
-      EXPECT_EQ(roads_on_and_off_the_map(world, prompt), (std::pair<int, int>{2, 0})) << item;
-      if (prompt.find("think step by step") != std::string::npos) {
+      const size_t q = item.find("Question: "), at = item.find(" Answer:");
+      ASSERT_TRUE(q != std::string::npos && at != std::string::npos && q < at) << item;
+      const std::string question = item.substr(q + 10, at - q - 10), answer = item.substr(at + 8);
+      const std::string key = question.substr(prefix.size(), question.size() - prefix.size() - suffix.size());
+      const std::string t = asked_start(item.substr(0, q), question), u = world.town_after(t),
+                        w = world.town_after(u);
+      if (item.find("think step by step") != std::string::npos) {
         ++chains;
-        EXPECT_EQ(answer, " start " + t + " . " + t + " leads to " + u + " . " + u + " leads to " + w +
+        EXPECT_EQ(answer, " " + key + " lives in " + t + " . " + t + " leads to " + u + " . " + u + " leads to " + w +
                               " . so the answer is " + w + " ")
             << item;
       } else {
