@@ -424,7 +424,7 @@ ToyWorld::RoadItem ToyWorld::start_item(SplitMix64& rng, int64_t context_words, 
   }
   item.context = join(sentences);
   item.key = keys[0];
-  item.question = "where does the road from the home of " + keys[0] + " lead after two steps ?";
+  item.question = "where does the road lead after two steps from the home of " + keys[0] + " ?";
   return item;
 }
 
@@ -434,7 +434,7 @@ std::pair<std::string, std::string> ToyWorld::reasoning_item(SplitMix64& rng, bo
     std::string prompt = std::string(cot ? kCotPrompt : kDirectPrompt) + " " + r.context + " Question: " + r.question +
                          " Answer:";
     const std::string &t = r.chain[0], &u = r.chain[1], &w = r.chain[2];
-    std::string answer = cot ? r.key + " lives in " + t + " . " + t + " leads to " + u + " . " + u + " leads to " + w +
+    std::string answer = cot ? r.key + " " + t + " . " + t + " leads to " + u + " . " + u + " leads to " + w +
                                    " . so the answer is " + w
                              : "the answer is " + w;
     return {prompt, answer};

@@ -14,8 +14,8 @@
 //                 cot:    "<t> leads to <u> . <u> leads to <w> . so the answer is <w> </s>"
 //                 direct: "the answer is <w> </s>"
 //               or, with only the start in the context (a home fact among filler and two other homes):
-//                 "where does the road from the home of <key> lead after two steps ?"
-//                 cot:    "<key> lives in <t> . <t> leads to <u> . <u> leads to <w> . so the answer is <w> </s>"
+//                 "where does the road lead after two steps from the home of <key> ?"
+//                 cot:    "<key> <t> . <t> leads to <u> . <u> leads to <w> . so the answer is <w> </s>"
 //                 direct: "the answer is <w> </s>"
 //               or, with road facts in the context (a fresh map per item, or roads of the memorised one),
 //               roads "road <a> <b> ." among filler before the question; the chain of thought looks both
@@ -69,9 +69,9 @@ class ToyWorld {
   // Road facts in the context of reasoning items: none (the question asks about the memorised map), fresh
   // (every item brings its own random map: only the context can answer), map (the item's context quotes
   // roads of the memorised map: the context and the memory agree) or start (the question names no town but
-  // a home, "the road from the home of <key>", whose town is a fact "the home called <key> <t> ." among
-  // filler and two other homes; the chain of thought quotes it, "<key> lives in <t> . <t> leads to ...", as
-  // NIAH copies a value after its key; the roads come from memory).
+  // a home, "... from the home of <key> ?", whose town is a fact "the home called <key> <t> ." among filler
+  // and two other homes; the chain of thought quotes it, "<key> <t> . <t> leads to ...", as NIAH and QA
+  // answers echo a key and copy what follows it in the context; the roads come from memory).
   // road_steps: roads a reasoning question follows with road facts (2 .. kMaxRoadSteps; "none" and "start"
   // ask 2).
   enum class RoadFacts { kNone, kFresh, kMap, kStart };

@@ -369,7 +369,7 @@ TEST(ToyWorld, StartFactsPutOnlyTheTripsStartInTheContext) {
   EXPECT_EQ(world.vocab(), plain.vocab());  // the v8 words say it all
   EXPECT_THROW(ToyWorld(5, 0, ToyWorld::kDefaultNeedleValueWords, ToyWorld::RoadFacts::kStart, 3),
                pipeline::InputError);
-  const std::string prefix = "where does the road from the home of ", suffix = " lead after two steps ?";
+  const std::string prefix = "where does the road lead after two steps from the home of ", suffix = " ?";
   // The home the question asks about: one fact in the text, three homes in all, with distinct keys and towns.
   auto asked_start = [&](const std::string& text, const std::string& question) -> std::string {
     EXPECT_EQ(question.rfind(prefix, 0), 0u) << question;
@@ -424,7 +424,7 @@ TEST(ToyWorld, StartFactsPutOnlyTheTripsStartInTheContext) {
                         w = world.town_after(u);
       if (item.find("think step by step") != std::string::npos) {
         ++chains;
-        EXPECT_EQ(answer, " " + key + " lives in " + t + " . " + t + " leads to " + u + " . " + u + " leads to " + w +
+        EXPECT_EQ(answer, " " + key + " " + t + " . " + t + " leads to " + u + " . " + u + " leads to " + w +
                               " . so the answer is " + w + " ")
             << item;
       } else {
