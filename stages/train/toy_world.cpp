@@ -126,7 +126,6 @@ ToyWorld::ToyWorld(uint64_t seed, double filler_value_share, int needle_value_wo
     m_ids[kStepCounts[n]] = static_cast<int64_t>(m_vocab.size());
     m_vocab.push_back(kStepCounts[n]);
   }
-
   // The road map: one random cycle through every town (so two steps never return to the start).
   SplitMix64 rng(seed ^ 0x726f6164ull);
   std::vector<std::string> order = m_towns;

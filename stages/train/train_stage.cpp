@@ -71,7 +71,7 @@ struct TrainSettings {
   double init_std = kDefaultInitStd;  // N(0, init_std) fresh matrices (models::TrainableModel)
   int64_t start_heads = 0;     // from scratch: heads per layer that train from step 0 (0: every head)
   double all_heads_from = 0;   // ... and the share of the steps after which every head trains
-  std::string road_facts = "none";  // reasoning items' roads in the context: none, fresh, map (ToyWorld)
+  std::string road_facts = "none";  // what of a reasoning item is in its context: none, start, fresh, map (ToyWorld)
   int64_t road_steps = 2;           // roads a reasoning question follows (ToyWorld)
   std::vector<double> mix;  // niah, qa, reasoning, copy
   std::vector<double> late_mix;  // from scratch, after late_mix_from x steps: the mix then (empty: none)
@@ -480,7 +480,7 @@ void TrainStage::declare(pipeline::ConfigSchema& schema) const {
       .optional("train.batch", KeyType::Int, "32", "sequences per step")
       .optional("train.long_batch", KeyType::Int, "4", "sequences per step for long")
       .optional("train.lr", KeyType::Float, "3e-3", "peak learning rate from scratch (AdamW, cosine)")
-      .optional("train.finetune_lr", KeyType::Float, "1e-3", "peak learning rate of long, chat and moe")
+      .optional("train.finetune_lr", KeyType::Float, "5e-4", "peak learning rate of long, chat and moe")
       .optional("train.answer_weight", KeyType::Float, "10", "loss weight of answer tokens")
       .optional("train.weight_decay", KeyType::Float, "0.1", "AdamW weight decay")
       .optional("train.filler_values", KeyType::Float, "0",
