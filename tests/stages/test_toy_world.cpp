@@ -217,6 +217,23 @@ TEST(ToyWorld, RoadMapIsOneCycleAndFilesFollowTheirFormats) {
   EXPECT_TRUE(std::filesystem::exists(dir.path() / "haystack" / "essay1.txt"));
 }
 
+// The reasoning items of `sequences` reasoning-only training samples, each as its text up to its "</s>".
+std::vector<std::string> sampled_reasoning_items(const ToyWorld& world, int sequences) {
+  TrainingMix mix;
+  mix.niah = mix.qa = mix.copy = 0;
+  mix.reasoning = 1;
+  SplitMix64 rng(4);
+  std::vector<std::string> items;
+  for (int n = 0; n < sequences; ++n) {
+    auto seq = world.sample(rng, 128, mix);
+    const std::string text = text_of(world, seq.ids, 0, seq.ids.size());
+    for (size_t begin = 0, end; (end = text.find("</s>", begin)) != std::string::npos; begin = end + 4) {
+      items.push_back(text.substr(begin, end - begin));
+    }
+  }
+  return items;
+}
+
 // "... road <a> <b> . ..." -> every b of a road out of a in the text.
 std::vector<std::string> roads_from(const std::string& text, const std::string& a) {
   std::vector<std::string> out;
@@ -302,35 +319,26 @@ TEST_P(ToyWorldRoadFacts, GiveEveryItemTheRoadsItsChainQuotes) {
 
   // Training: every chain of thought quotes its own item's roads, and every answer-only item's answer is
   // `steps` roads away from its start in its own context.
-  TrainingMix mix;
-  mix.niah = mix.qa = mix.copy = 0;
-  mix.reasoning = 1;
-  SplitMix64 rng(4);
   int chains = 0, answers = 0;
-  for (int n = 0; n < 30; ++n) {
-    auto seq = world.sample(rng, 128, mix);
-    const std::string text = text_of(world, seq.ids, 0, seq.ids.size());
-    for (size_t begin = 0, end; (end = text.find("</s>", begin)) != std::string::npos; begin = end + 4) {
-      const std::string item = text.substr(begin, end - begin);
-      const size_t at = item.find("Answer:");
-      ASSERT_NE(at, std::string::npos) << item;
-      const std::string prompt = item.substr(0, at), answer = item.substr(at + 7);
-      count_roads(prompt);
-      const size_t from = prompt.find("road from ");
-      ASSERT_NE(from, std::string::npos) << item;
-      const std::string start = prompt.substr(from + 10, prompt.find(' ', from + 10) - from - 10);
-      EXPECT_NE(prompt.find(" lead after " + count + " steps ?"), std::string::npos) << item;
-      auto chain = follow(prompt, start, steps);
-      ASSERT_EQ(chain.size(), static_cast<size_t>(steps + 1)) << item;
-      std::string quoted;
-      for (const auto& t : chain) quoted += " " + t;
-      if (prompt.find("think step by step") != std::string::npos) {
-        ++chains;
-        EXPECT_EQ(answer, quoted + " . so the answer is " + chain.back() + " ") << item;
-      } else {
-        ++answers;
-        EXPECT_EQ(answer, " the answer is " + chain.back() + " ") << item;
-      }
+  for (const std::string& item : sampled_reasoning_items(world, 30)) {
+    const size_t at = item.find("Answer:");
+    ASSERT_NE(at, std::string::npos) << item;
+    const std::string prompt = item.substr(0, at), answer = item.substr(at + 7);
+    count_roads(prompt);
+    const size_t from = prompt.find("road from ");
+    ASSERT_NE(from, std::string::npos) << item;
+    const std::string start = prompt.substr(from + 10, prompt.find(' ', from + 10) - from - 10);
+    EXPECT_NE(prompt.find(" lead after " + count + " steps ?"), std::string::npos) << item;
+    auto chain = follow(prompt, start, steps);
+    ASSERT_EQ(chain.size(), static_cast<size_t>(steps + 1)) << item;
+    std::string quoted;
+    for (const auto& t : chain) quoted += " " + t;
+    if (prompt.find("think step by step") != std::string::npos) {
+      ++chains;
+      EXPECT_EQ(answer, quoted + " . so the answer is " + chain.back() + " ") << item;
+    } else {
+      ++answers;
+      EXPECT_EQ(answer, " the answer is " + chain.back() + " ") << item;
     }
   }
   EXPECT_GT(chains, 5);
@@ -406,31 +414,22 @@ TEST(ToyWorld, StartFactsPutOnlyTheTripsStartInTheContext) {
   EXPECT_EQ(started.size(), 16u);  // every town starts one trip
 
   // Training: the chain of thought quotes the asked home of its own item and walks the map from its town.
-  TrainingMix mix;
-  mix.niah = mix.qa = mix.copy = 0;
-  mix.reasoning = 1;
-  SplitMix64 rng(4);
   int chains = 0, answers = 0;
-  for (int n = 0; n < 30; ++n) {
-    auto seq = world.sample(rng, 128, mix);
-    const std::string text = text_of(world, seq.ids, 0, seq.ids.size());
-    for (size_t begin = 0, end; (end = text.find("</s>", begin)) != std::string::npos; begin = end + 4) {
-      const std::string item = text.substr(begin, end - begin);
-      const size_t q = item.find("Question: "), at = item.find(" Answer:");
-      ASSERT_TRUE(q != std::string::npos && at != std::string::npos && q < at) << item;
-      const std::string question = item.substr(q + 10, at - q - 10), answer = item.substr(at + 8);
-      const std::string key = question.substr(prefix.size(), question.size() - prefix.size() - suffix.size());
-      const std::string t = asked_start(item.substr(0, q), question), u = world.town_after(t),
-                        w = world.town_after(u);
-      if (item.find("think step by step") != std::string::npos) {
-        ++chains;
-        EXPECT_EQ(answer, " " + key + " " + t + " . " + t + " leads to " + u + " . " + u + " leads to " + w +
-                              " . so the answer is " + w + " ")
-            << item;
-      } else {
-        ++answers;
-        EXPECT_EQ(answer, " the answer is " + w + " ") << item;
-      }
+  for (const std::string& item : sampled_reasoning_items(world, 30)) {
+    const size_t q = item.find("Question: "), at = item.find(" Answer:");
+    ASSERT_TRUE(q != std::string::npos && at != std::string::npos && q < at) << item;
+    const std::string question = item.substr(q + 10, at - q - 10), answer = item.substr(at + 8);
+    const std::string key = question.substr(prefix.size(), question.size() - prefix.size() - suffix.size());
+    const std::string t = asked_start(item.substr(0, q), question), u = world.town_after(t),
+                      w = world.town_after(u);
+    if (item.find("think step by step") != std::string::npos) {
+      ++chains;
+      EXPECT_EQ(answer, " " + key + " " + t + " . " + t + " leads to " + u + " . " + u + " leads to " + w +
+                            " . so the answer is " + w + " ")
+          << item;
+    } else {
+      ++answers;
+      EXPECT_EQ(answer, " the answer is " + w + " ") << item;
     }
   }
   EXPECT_GT(chains, 5);
