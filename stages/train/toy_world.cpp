@@ -326,6 +326,20 @@ void ToyWorld::append_copy_drill(SplitMix64& rng, int64_t length, const Training
   append(out, filler_ids(length - static_cast<int64_t>(out.ids.size())), 1.0f);
 }
 
+std::string ToyWorld::among_filler(SplitMix64& rng, int64_t context_words,
+                                  const std::vector<std::string>& facts) const {
+  std::vector<std::string> sentences;
+  for (int64_t words = 0; words < context_words;) {
+    sentences.push_back(filler_sentence(rng));
+    words += static_cast<int64_t>(split(sentences.back()).size());
+  }
+  for (const auto& fact : facts) {
+    const size_t pos = rng.uniform_below(sentences.size() + 1);
+    sentences.insert(sentences.begin() + static_cast<std::ptrdiff_t>(pos), fact);
+  }
+  return join(sentences);
+}
+
 ToyWorld::QaItem ToyWorld::qa_item(SplitMix64& rng, int64_t context_words) const {
   const int n_facts = 2 + static_cast<int>(rng.uniform_below(3));
   std::vector<KeyValue> facts;
@@ -336,17 +350,10 @@ ToyWorld::QaItem ToyWorld::qa_item(SplitMix64& rng, int64_t context_words) const
     }
   }
   std::vector<std::string> sentences;
-  for (int64_t words = 0; words < context_words;) {
-    sentences.push_back(filler_sentence(rng));
-    words += static_cast<int64_t>(split(sentences.back()).size());
-  }
-  for (const auto& kv : facts) {
-    size_t pos = rng.uniform_below(sentences.size() + 1);
-    sentences.insert(sentences.begin() + static_cast<std::ptrdiff_t>(pos),
-                     "the home called " + kv.key + " " + join(kv.value) + " .");
-  }
+  for (const auto& kv : facts) sentences.push_back("the home called " + kv.key + " " + join(kv.value) + " .");
+  const std::string context = among_filler(rng, context_words, sentences);
   const KeyValue& asked = facts[rng.uniform_below(facts.size())];
-  return {join(sentences), "where does " + asked.key + " live ?", asked.key + " " + join(asked.value)};
+  return {context, "where does " + asked.key + " live ?", asked.key + " " + join(asked.value)};
 }
 
 ToyWorld::RoadItem ToyWorld::road_item(SplitMix64& rng, int64_t context_words) const {
@@ -383,16 +390,7 @@ ToyWorld::RoadItem ToyWorld::road_item(SplitMix64& rng, int64_t context_words) c
   for (size_t i = 0; i < n; ++i) roads.push_back(road_fact(i, i + 1));
   roads.push_back(road_fact(n + 1, n + 2));
   roads.push_back(road_fact(n + 3, n + 4));
-  std::vector<std::string> sentences;
-  for (int64_t words = 0; words < context_words;) {
-    sentences.push_back(filler_sentence(rng));
-    words += static_cast<int64_t>(split(sentences.back()).size());
-  }
-  for (const auto& road : roads) {
-    const size_t pos = rng.uniform_below(sentences.size() + 1);
-    sentences.insert(sentences.begin() + static_cast<std::ptrdiff_t>(pos), road);
-  }
-  item.context = join(sentences);
+  item.context = among_filler(rng, context_words, roads);
   item.question = "where does the road from " + item.chain.front() + " lead after " + kStepCounts[n] + " steps ?";
   return item;
 }
@@ -411,17 +409,9 @@ ToyWorld::RoadItem ToyWorld::start_item(SplitMix64& rng, int64_t context_words, 
     const std::string town = pick(rng, m_towns);
     if (std::find(towns.begin(), towns.end(), town) == towns.end()) towns.push_back(town);
   }
-  std::vector<std::string> sentences;
-  for (int64_t words = 0; words < context_words;) {
-    sentences.push_back(filler_sentence(rng));
-    words += static_cast<int64_t>(split(sentences.back()).size());
-  }
-  for (size_t i = 0; i < keys.size(); ++i) {
-    const size_t pos = rng.uniform_below(sentences.size() + 1);
-    sentences.insert(sentences.begin() + static_cast<std::ptrdiff_t>(pos), "the home called " + keys[i] + " " +
-                                                                                towns[i] + " .");
-  }
-  item.context = join(sentences);
+  std::vector<std::string> homes;
+  for (size_t i = 0; i < keys.size(); ++i) homes.push_back("the home called " + keys[i] + " " + towns[i] + " .");
+  item.context = among_filler(rng, context_words, homes);
   item.key = keys[0];
   item.question = "where does the road lead after two steps from the home of " + keys[0] + " ?";
   return item;

@@ -126,6 +126,9 @@ class ToyWorld {
   struct QaItem {
     std::string context, question, answer;  // the fields of a qa task line (answer: the gold span)
   };
+  // Filler sentences of >= context_words words with each fact inserted at a random sentence boundary, in
+  // order (the draws: the filler first, then one position per fact).
+  std::string among_filler(SplitMix64& rng, int64_t context_words, const std::vector<std::string>& facts) const;
   QaItem qa_item(SplitMix64& rng, int64_t context_words) const;
   std::pair<std::string, std::string> reasoning_item(SplitMix64& rng, bool cot) const;
   struct RoadItem {
