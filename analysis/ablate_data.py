@@ -1,4 +1,4 @@
-"""The numbers behind the ablation figures (1, 7, 8, 9, 10; PAPER.md sections 5-7), no plotting.
+"""The numbers behind the ablation figures (1, 7, 8, 9, 10; docs/PAPER_NOTES.md, "Masking"), no plotting.
 
 Inputs are plain lists / numpy arrays as rhead_stores.read_ablate returns them: summary rows are
 labelled "mode/selection" ("none/none" = unmasked baseline at K = 0, "uniform/top" = the top-K
@@ -15,7 +15,7 @@ import numpy as np
 ERROR_TYPES = ("correct", "incomplete", "wrong_extraction", "hallucination")
 TASK_KINDS = ("qa", "cot", "direct")
 BASELINE = "none"   # mode and selection of the unmasked rows / cells
-N_SINK = 4          # first tokens counted as the attention sink (PAPER.md section 6)
+N_SINK = 4          # first tokens counted as the attention sink (docs/PAPER_NOTES.md, "Figures")
 
 # Failure-case preference (Figure 9): the paper's two cases are a hallucination (heads on the first
 # tokens) and an incomplete retrieval; wrong extraction sits between.

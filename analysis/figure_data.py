@@ -1,4 +1,4 @@
-"""The numbers behind every figure, no plotting (PAPER.md sections 3, 6, 7).
+"""The numbers behind every figure, no plotting (docs/PAPER_NOTES.md, "Figures").
 
 All functions take numpy arrays / plain dicts (as returned by rhead_stores) and return numpy arrays /
 dicts, so they can be tested on hand-made inputs.
@@ -14,7 +14,7 @@ BIN_EDGES = (0.1, 0.5)
 BIN_LABELS = ("= 0", "(0, 0.1]", "(0.1, 0.5]", "> 0.5")
 RETRIEVAL_THRESHOLD = 0.1
 
-# NIAH heatmap colours of the official viz notebook (PAPER.md section 6).
+# NIAH heatmap colours of the official viz notebook (docs/PAPER_NOTES.md, "Figures").
 NIAH_COLOURS = ("#F0496E", "#EBB839", "#0CD79F")
 
 

@@ -143,7 +143,8 @@ class Report:
         if not score:
             return
         self.add("## Retrieval heads (score.h5)", "",
-                 "Bins on the per-head mean retrieval score (PAPER.md 3.2); retrieval heads have mean > "
+                 "Bins on the per-head mean retrieval score (docs/PAPER_NOTES.md, 'Published head scores'); "
+                 "retrieval heads have mean > "
                  "the store's retrieval_threshold; always-on heads have activation frequency 1.", "")
         rows = []
         for n, m in score.models.items():
@@ -223,7 +224,7 @@ class Report:
                  "Mean ROUGE-1 recall over the (needle, length, depth) grid with the top-K retrieval heads "
                  "masked vs K random non-retrieval heads (mean, min..max and sample std over the random "
                  "draws); error types of the top-K cells: incomplete / wrong extraction / hallucination "
-                 "(PAPER.md sections 5-6).", "")
+                 "(docs/PAPER_NOTES.md, 'Masking').", "")
         any_rows = False
         for name, s in a.summaries.items():
             if not s.n_cells.sum():  # no NIAH cells (tasks only)

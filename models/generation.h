@@ -1,4 +1,4 @@
-// Greedy generation as in the official detection code (PAPER.md 2.2, 4.6): prefill
+// Greedy generation as in the official detection code (docs/PAPER_NOTES.md, "Retrieval score"): prefill
 // prompt[0 : T-1], then feed prompt[T-1] as the first decode step; every decode step's attention
 // row covers all cached positions including the current token. Batched across sequences of
 // different prompt lengths (left padding, results equal to unbatched runs) with per-sequence

@@ -2,7 +2,8 @@
 """Eager PyTorch baseline of rhead's detection run, written in the style of the official code
 (nightdessert/Retrieval_Head, retrieval_head_detection.py): a plain decoder, a full prefill of the
 prompt, then one greedy decode step at a time with every head's attention row computed explicitly
-(as HF's ``output_attentions=True``), and the official step-count retrieval score (docs PAPER.md §2.2).
+(as HF's ``output_attentions=True``), and the official step-count retrieval score
+(docs/PAPER_NOTES.md, "Retrieval score").
 
 It shares no code with the pipeline: it parses the Hugging Face folder itself (config.json and
 safetensors via json + numpy), implements llama / mistral / mixtral (MoE top-k) / qwen2 (q/k/v bias)
@@ -363,7 +364,7 @@ def detect_cell(model, prompt_ids, max_new_tokens, stop_ids, argmax_on_bf16_row=
 def official_step_scores(argmax, generated, prompt_ids, begin, end):
     """argmax [S, L, H], generated [S], prompt_ids [T], answer span [begin, end) -> [L, H] float64:
     sum over steps of [begin <= j < end and prompt_ids[j] == generated[s]] / (end - begin), duplicates
-    counted (PAPER.md §2.2, retrieval_calculate)."""
+    counted (docs/PAPER_NOTES.md, "Retrieval score", retrieval_calculate)."""
     S, L, H = argmax.shape
     scores = np.zeros((L, H), dtype=np.float64)
     if end <= begin:

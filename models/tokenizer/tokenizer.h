@@ -3,7 +3,7 @@
 //   tokenizer.json   byte-level BPE (GPT-2 / Qwen2 / Llama-3 style) and WordLevel, in our own code
 // tokenizer_config.json (and special_tokens_map.json) supply add_bos_token / add_eos_token, the
 // bos / eos / unk token strings and extra added tokens, as in HF transformers.
-// All errors are pipeline::InputError with the message format of docs/STYLE.md section 6.
+// All errors are pipeline::InputError with the message format of docs/ARCHITECTURE.md, "Errors".
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,4 @@
-// Typed errors for the whole project. Message format (docs/STYLE.md section 6):
+// Typed errors for the whole project. Message format (docs/ARCHITECTURE.md, "Errors"):
 //   [component] object: what is wrong; got X, expected Y. Hint: what to do
 // Library code throws; only main() turns an error into an exit status (and a communicator abort).
 #pragma once

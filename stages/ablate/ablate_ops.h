@@ -1,13 +1,14 @@
-// Numerics of the ablation experiments (PAPER.md §5, §6). Pure functions: no IO, no torch.
+// Numerics of the ablation experiments (docs/PAPER_NOTES.md, "Masking", "QA and chain of thought"). Pure
+// functions: no IO, no torch.
 //
 //  * Head selection: top-K heads by mean score; K random *non-retrieval* heads from a seeded SplitMix64
 //    stream (the official script is unseeded, re-draws per test, hard-codes 32x32 and fails to exclude
-//    retrieval heads, PAPER §5.2 / §10.9; this is the fixed behaviour).
+//    retrieval heads; this is the fixed behaviour: docs/PAPER_NOTES.md, "Deviations from the official code").
 //  * SQuAD-style answer normalisation, token F1 and exact match (ExtractQA, MuSiQue).
 //  * Final-answer extraction from chain-of-thought responses (GSM8K, MMLU, MuSiQue).
 //  * Downstream task files ([ablate] tasks): the name=kind:path entry, the JSONL items (parsed from text,
 //    the caller reads the file), the prompt's user text and the score of one response.
-//  * Error types of failed NIAH cells (PAPER §6, Figure 9) and the attention-sink flag.
+//  * Error types of failed NIAH cells (Figure 9; docs/PAPER_NOTES.md, "Masking") and the attention-sink flag.
 #pragma once
 
 #include <cstdint>
@@ -120,7 +121,7 @@ struct TaskScore {
 };
 TaskScore score_task_response(const TaskItem& item, TaskKind kind, std::string_view response);
 
-// Error type of one masked-NIAH cell (PAPER §6, Figure 9).
+// Error type of one masked-NIAH cell (Figure 9; docs/PAPER_NOTES.md, "Masking").
 enum class NiahErrorType {
   kCorrect,          // recall == 100
   kIncomplete,       // 0 < recall < 100: part of the needle retrieved

@@ -1,4 +1,4 @@
-// Cross-model similarity of retrieval-score maps (PAPER.md §3.5, Figure 6). Pure functions.
+// Cross-model similarity of retrieval-score maps (Figure 6; docs/PAPER_NOTES.md, "Correlation"). Pure functions.
 //
 // A score map is the [L, H] per-head mean score of one model. Two maps are compared on flattened vectors
 // in (layer, head) row-major order: Pearson r, Spearman rho (Pearson of average ranks, ties share the mean
@@ -11,8 +11,8 @@
 //   kFlatTruncate: flatten each map row-major and keep the first min(L_a*H_a, L_b*H_b) entries (pairs
 //       heads by flat index, which mixes layers: only for reproducing other people's numbers);
 //   kError: throw pipeline::ShapeError.
-// PAPER.md §3.5: all options give |r| <= 0.11 for the shipped cross-shape pairs. Whenever the shapes
-// differ the result carries shape_mismatch = true so reports can flag the number.
+// docs/PAPER_NOTES.md, "Correlation": all options give |r| <= 0.11 for the published cross-shape pairs.
+// Whenever the shapes differ the result carries shape_mismatch = true so reports can flag the number.
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,5 @@
-// correlate: cross-model similarity of the per-head mean-score maps in score.h5 (PAPER.md §3.5, Figure 6)
-// into <run_dir>/correlate.h5 (docs/STORE.md): Pearson, Spearman and top-K Jaccard matrices over every
+// correlate: cross-model similarity of the per-head mean-score maps in score.h5 (Figure 6; docs/PAPER_NOTES.md,
+// "Correlation") into <run_dir>/correlate.h5 (docs/STORE.md): Pearson, Spearman and top-K Jaccard matrices over every
 // model of the score store (sorted by name), with the configured rule for different shapes
 // (correlate_ops.h), plus the job's named pairs ([correlate] pairs = a:b, ...). Small and exact: rank 0
 // computes everything; the other ranks only validate.

@@ -1,4 +1,4 @@
-// Needles and haystacks for the NIAH tests (docs/PROMPTS.md; PAPER.md sections 4.1, 4.2, 5.3).
+// Needles and haystacks for the NIAH tests (docs/PROMPTS.md; docs/PAPER_NOTES.md, "The NIAH grid").
 //   needles.jsonl   one {"needle", "question", "real_needle"} object per line (official format)
 //   detection       concatenate *.txt until the whitespace-split word count reaches the longest context
 //   masked NIAH     concatenate *.txt until the token count reaches the longest context

@@ -1,5 +1,5 @@
 // ROUGE-N exactly as Google's rouge_score package (rouge_scorer.RougeScorer([...], use_stemmer)),
-// which the official detection script uses for its success filter (PAPER.md §2.2, §6):
+// which the official detection script uses for its success filter (docs/PAPER_NOTES.md, "ROUGE-1 recall"):
 //   tokenize: lower-case (Python str.lower), every run of characters outside [a-z0-9] -> one space,
 //             split on whitespace, Porter-stem (NLTK_EXTENSIONS) tokens longer than 3 characters,
 //             keep tokens matching ^[a-z0-9]+$;
@@ -34,7 +34,8 @@ RougeScore rouge_n(std::string_view reference, std::string_view hypothesis, int 
 RougeScore rouge_n_tokens(const std::vector<std::string>& reference, const std::vector<std::string>& hypothesis,
                           int n = 1);
 
-// (answer span, stripped response) -> NIAH score = ROUGE-1 recall * 100 with stemming, in [0, 100] (PAPER.md §6).
+// (answer span, stripped response) -> NIAH score = ROUGE-1 recall * 100 with stemming, in [0, 100]
+// (docs/PAPER_NOTES.md, "ROUGE-1 recall").
 double niah_rouge1_recall(std::string_view reference, std::string_view response);
 
 }  // namespace stages

@@ -1,4 +1,4 @@
-// The official head_score file format (PAPER.md §2.3, §9.2): one line of JSON,
+// The official head_score file format (docs/PAPER_NOTES.md, "Retrieval score"): one line of JSON,
 //   {"<layer>-<head>": [per-test score, ...], ...}
 // 0-indexed layer and head, one list per head, every list as long as the number of successful tests.
 // Import infers L and H from the keys and checks that every key parses, no key repeats, every head of the

@@ -1,12 +1,13 @@
-// Retrieval-score rule and its aggregates (PAPER.md §2, §3). Pure functions: vectors in, vectors out.
+// Retrieval-score rule and its aggregates (docs/PAPER_NOTES.md, "Retrieval score"). Pure functions: vectors in,
+// vectors out.
 //
 // Per test (one context length x depth x needle), the generate stage records for every decode step s
 // and every query head (l, h) the argmax key position j = argmax_pos[s, l, h] of that head's attention
 // row, plus the generated token generated[s]. With the needle answer span [begin, end) of prompt_ids:
-//   official rule (ScoreRule::kOfficialSteps, the code, PAPER §2.2):
+//   official rule (ScoreRule::kOfficialSteps, the code, docs/PAPER_NOTES.md, "Retrieval score"):
 //       score(l, h) = sum over steps s of [begin <= j < end and prompt_ids[j] == generated[s]] / (end - begin)
 //       (duplicates counted: copying the same needle token twice counts twice, so a score can exceed 1);
-//   paper "set" rule (PAPER §2.1, |g_h ∩ k| / |k|), in two precise readings:
+//   paper "set" rule (docs/PAPER_NOTES.md, "Retrieval score", |g_h ∩ k| / |k|), in two precise readings:
 //       ScoreRule::kSetPositions: |{ j in [begin, end) : some step s copies it, i.e. argmax_pos[s,l,h] == j
 //           and prompt_ids[j] == generated[s] }| / (end - begin). k is the sequence of needle *positions*;
 //           the denominator is the official one, so the score is in [0, 1], equals the official score when
@@ -17,8 +18,8 @@
 // Positions j >= prompt_ids.size() (keys of generated tokens, present from step 1 on) are never inside the
 // span and are ignored; negative positions are an error.
 //
-// Aggregation over tests (PAPER §2.2, §3): only tests with ROUGE-1 recall (x100) strictly above a threshold
-// (50) contribute; failed tests are dropped, not counted as 0. Per head: mean score (retrieval score) and
+// Aggregation over tests (docs/PAPER_NOTES.md, "Retrieval score"): only tests with ROUGE-1 recall (x100)
+// strictly above a threshold (50) contribute; failed tests are dropped, not counted as 0. Per head: mean score (retrieval score) and
 // activation frequency (fraction of successful tests with per-test score > 0).
 #pragma once
 
@@ -99,7 +100,8 @@ HeadScores make_head_scores(int64_t n_layer, int64_t n_head);
 bool append_if_successful(HeadScores& scores, const std::vector<double>& test_scores, double rouge_recall,
                           double success_threshold = 50.0);
 
-// Appends every test of `more` after those of `into` (the official merge-on-rerun, PAPER §2.3); shapes must agree.
+// Appends every test of `more` after those of `into` (the official merge-on-rerun, docs/PAPER_NOTES.md,
+// "Retrieval score"); shapes must agree.
 void append_tests(HeadScores& into, const HeadScores& more);
 
 // Counts of per-head mean scores in the Figure-3 bins: == 0, (0, 0.1], (0.1, 0.5], > 0.5.
@@ -109,7 +111,7 @@ struct ScoreBins {
 };
 
 struct HeadSummaryOptions {
-  double retrieval_threshold = 0.1;  // retrieval head: mean > this (PAPER §3.1)
+  double retrieval_threshold = 0.1;  // retrieval head: mean > this (docs/PAPER_NOTES.md, "Published head scores")
 };
 
 struct HeadSummary {

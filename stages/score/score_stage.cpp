@@ -343,7 +343,8 @@ std::map<std::string, ModelResult> score_generate(pipeline::StageContext& ctx, c
                   rows.size() == ids.size(),
               pipeline::CommError, "[score] gathered ", rows.size(), " cells (", n_success,
               " successful), but the ranks reported ", counts[0], " (", counts[1], ") of ", ids.size());
-  // The official test order: needle, then context length, then depth (PAPER §4.3); the id breaks ties.
+  // The official test order: needle, then context length, then depth (docs/PAPER_NOTES.md, "Retrieval score");
+  // the id breaks ties.
   std::sort(rows.begin(), rows.end(), [](const CellResult& a, const CellResult& b) {
     return std::tie(a.model, a.needle, a.length, a.depth, a.id) < std::tie(b.model, b.needle, b.length, b.depth, b.id);
   });
@@ -388,7 +389,7 @@ void ScoreStage::declare(pipeline::ConfigSchema& schema) const {
   schema
       .optional("score.rule", KeyType::String, "official_steps",
                 "retrieval-score rule: official_steps (the official code: per decode step, duplicates count), "
-                "set_positions or set_tokens (the paper's set recall, PAPER.md 2.1)")
+                "set_positions or set_tokens (the paper's set recall; docs/PAPER_NOTES.md, 'Retrieval score')")
       .optional("score.success_threshold", KeyType::Float, "50",
                 "a test enters the average only when its ROUGE-1 recall (x100) is above this")
       .optional("score.retrieval_threshold", KeyType::Float, "0.1", "retrieval head: mean score above this")

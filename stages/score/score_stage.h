@@ -1,4 +1,4 @@
-// score: per-model retrieval scores (PAPER.md §2-3) into <run_dir>/score.h5 (docs/STORE.md).
+// score: per-model retrieval scores (docs/PAPER_NOTES.md, "Retrieval score") into <run_dir>/score.h5 (docs/STORE.md).
 //
 // Two sources, both allowed in one job:
 //   generate  when [job] stages lists `generate` before `score`: every cell of the COMPLETE store

@@ -1,4 +1,4 @@
-// The toy world of the embedded default (ARCHITECTURE.md "The embedded default"): a seeded, closed
+// The toy world of the embedded default (docs/ARCHITECTURE.md, "The toy zoo"; docs/ZOO.md): a seeded, closed
 // language in which retrieval heads have a job to do.
 //
 //   filler      grammar sentences ("the old farmer paints the red barn near the lake .")

@@ -1,4 +1,4 @@
-// train: the toy model zoo of the embedded default (ARCHITECTURE.md "The embedded default"), trained on
+// train: the toy model zoo of the embedded default (docs/ARCHITECTURE.md, "The toy zoo"), trained on
 // the CPU with LibTorch on the toy world of stages/train/toy_world.h and saved as Hugging Face folders
 // that every other stage loads like real models. The zoo mirrors the paper's Table 1:
 //   base   Llama architecture, trained from scratch at `context` tokens

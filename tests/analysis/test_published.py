@@ -1,5 +1,5 @@
 """The published head scores end to end: the rhead binary runs jobs/published.ini into a temporary run
-directory, then the figure layer must plot PAPER.md's numbers: Figure-3 bins of llama-2-7b-80k
+directory, then the figure layer must plot the paper's numbers: Figure-3 bins of llama-2-7b-80k
 70.2 / 26.6 / 2.6 / 0.6 %, 12 always-on heads (Figure 4), Figure-6 Pearson Mistral-7B-v0.2 vs Mixtral
 0.964 and Qwen1.5-14B vs Chat 0.893, and the report draws every score / correlate figure.
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # e2e: jobs/paper.ini (the paper's full sweep, model paths as placeholders) passes `rhead run --dry-run`:
-# every key type-checks, the plan shows the paper's grid (600 detection tests per model, PAPER.md 4) and
+# every key type-checks, the plan shows the paper's grid (600 detection tests per model, docs/PAPER_NOTES.md,
+# "The NIAH grid") and
 # the only failing checks are the placeholder paths a user fills in. Writes nothing.
 #   test_paper_dry_run.sh SOURCE_DIR RHEAD_EXE      exit 0 pass, 1 fail
 set -uo pipefail

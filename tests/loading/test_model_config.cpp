@@ -1,4 +1,4 @@
-// config.json + family file -> ModelSpec for every shipped family (dims from PAPER.md section 8),
+// config.json + family file -> ModelSpec for every shipped family (dims as in the published models),
 // family selection, validation errors and family-file errors.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>

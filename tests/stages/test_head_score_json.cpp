@@ -1,5 +1,5 @@
-// Official head_score JSON import/export, and the published numbers of PAPER.md §3 and §9.2 reproduced
-// from the seven shipped files (read from ../shared/reference/retrieval_head/head_score; skipped if absent).
+// Official head_score JSON import/export, and the published numbers (docs/PAPER_NOTES.md, "Published head
+// scores") reproduced from the seven shipped files (read from ../shared/reference/retrieval_head/head_score; skipped if absent).
 #include <gtest/gtest.h>
 
 #include <array>
@@ -23,10 +23,10 @@ struct Published {
   int64_t n_layer;
   int64_t n_head;
   int64_t n_test;
-  std::array<double, 4> percent;  // Figure-3 bins, as printed in PAPER.md §3.2 (one decimal)
+  std::array<double, 4> percent;  // Figure-3 bins, as printed in the paper (one decimal)
   int64_t above_half;             // heads with mean > 0.5
   int64_t retrieval;              // heads with mean > 0.1
-  int64_t always_on;              // activation frequency == 1 (PAPER.md §3.4)
+  int64_t always_on;              // activation frequency == 1 (docs/PAPER_NOTES.md, "Published head scores")
 };
 
 const Published kPublished[] = {
@@ -170,7 +170,7 @@ TEST(PublishedHeadScores, Figure3BinsRetrievalAndAlwaysOnCounts) {
 
 TEST(PublishedHeadScores, Llama7b80kTop30Ranking) {
   REQUIRE_PUBLISHED();
-  // PAPER.md §9.2 (means printed to 3 decimals).
+  // docs/PAPER_NOTES.md, "Published head scores" (means printed to 3 decimals).
   const std::vector<std::pair<std::string, double>> top30 = {
       {"16-19", .943}, {"11-15", .920}, {"8-26", .800},  {"6-9", .618},   {"7-12", .614},  {"17-22", .557},
       {"11-2", .459},  {"6-16", .437},  {"19-15", .420}, {"21-30", .400}, {"18-30", .312}, {"24-29", .261},
@@ -197,7 +197,7 @@ TEST(PublishedHeadScores, Figure6Correlations) {
   EXPECT_NEAR(qwen_chat, 0.893, 0.0005);
   std::cout << "[ fig6     ] Mistral-7B-v0.2 vs Mixtral r = " << mistral_mixtral << ", Qwen1.5-14B vs Chat r = "
             << qwen_chat << "\n";
-  // Same-shape cross-family pairs among the Figure-6 models: r in [-0.02, 0.0] (PAPER.md §3.5).
+  // Same-shape cross-family pairs among the Figure-6 models: r in [-0.02, 0.0] (docs/PAPER_NOTES.md, "Correlation").
   for (const auto& [a, b] : {std::pair<const char*, const char*>{"llama-2-7b-80k", "Mistral-7B-v0.2-hf"},
                              {"llama-2-7b-80k", "Mixtral-8x7B-v0.1"}}) {
     const double v = r(a, b);

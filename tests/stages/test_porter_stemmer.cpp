@@ -13,7 +13,7 @@
 
 namespace {
 
-// Words of the needles (PAPER.md §4.1, §5.3), common English, and every suffix rule of every step.
+// Words of the needles (docs/PAPER_NOTES.md, "The NIAH grid"), common English, and every suffix rule of every step.
 const char* const kWords[] = {
     // needles and answers
     "report", "records", "were", "once", "again", "broken", "cases", "smashed", "greenhouse", "levels", "surface",

@@ -13,7 +13,7 @@ using stages::rouge_n;
 using stages::rouge_tokenize;
 using Tokens = std::vector<std::string>;
 
-// The masked-NIAH answer (PAPER.md §5.3): 12 tokens, "a" twice.
+// The masked-NIAH answer (docs/PAPER_NOTES.md, "Masking"): 12 tokens, "a" twice.
 constexpr const char* kSandwich = "eat a sandwich and sit in Dolores Park on a sunny day";
 
 }  // namespace

@@ -49,7 +49,8 @@ TEST(RetrievalScore, OfficialRuleCountsStepsWithDuplicates) {
 }
 
 TEST(RetrievalScore, OfficialRuleCanExceedOne) {
-  // A head copying the same token at every one of 6 steps scores 6/4 = 1.5 (PAPER.md §2.2: shipped max 1.789).
+  // A head copying the same token at every one of 6 steps scores 6/4 = 1.5 (docs/PAPER_NOTES.md, "Retrieval
+  // score": shipped max 1.789).
   ArgmaxCapture c{6, 1, 1, {2, 2, 2, 2, 2, 2}};
   const std::vector<int32_t> gen(6, 20);
   EXPECT_DOUBLE_EQ(stages::retrieval_scores_for_test(c, gen, kPrompt, kSpan)[0], 1.5);

@@ -1,6 +1,6 @@
 // End-to-end runs of the real binary on the score and correlate stages:
 //   - jobs/published.ini on the seven official head_score files: Figure-3 bins and retrieval-head counts
-//     (PAPER.md 3.2), always-on heads (3.4), Pearson within family (3.5), lossless export;
+//     (docs/PAPER_NOTES.md, "Published head scores"), always-on heads, Pearson within family, lossless export;
 //   - a hand-built generate.h5 (two shapes, one failed test) scored at np = 1, 2, 3: hand-computed means,
 //     identical stores whatever the rank count, shape_mismatch flagged;
 //   - bad inputs: missing generate store, missing import file, unknown model in pairs.
@@ -40,11 +40,11 @@ size_t index_of(const std::vector<std::string>& names, const std::string& name) 
 struct Published {
   const char* model;
   int64_t layers, heads, tests;
-  double bins[4];  // percent, PAPER.md 3.2 ("verified exactly against shipped files")
+  double bins[4];  // percent, docs/PAPER_NOTES.md, "Published head scores" ("verified exactly against shipped files")
   int64_t retrieval_heads, over_half, always_on;
 };
 
-// PAPER.md 3.2 (bins, heads > 0.1, heads > 0.5) and 3.4 (always-on heads).
+// docs/PAPER_NOTES.md, "Published head scores": bins, heads > 0.1, heads > 0.5, always-on heads.
 const Published kPublished[] = {
     {"llama-2-7b-80k", 32, 32, 586, {70.2, 26.6, 2.6, 0.6}, 33, 6, 12},
     {"llama-2-13b-64k", 40, 40, 367, {73.2, 24.8, 1.7, 0.4}, 33, 6, 8},
@@ -108,7 +108,7 @@ TEST(E2EScoreStages, PublishedFilesReproduceThePapersNumbers) {
                   test_support::read_text_file(head_score / (std::string(p.model) + ".json")))
           << "export differs byte-wise from the shipped file";
     }
-    // README / PAPER 9.2: the strongest head of llama-2-7b-80k.
+    // README / docs/PAPER_NOTES.md, "Published head scores": the strongest head of llama-2-7b-80k.
     Group llama = models.open_group("llama-2-7b-80k");
     auto ranking = llama.read_int32("ranking").data;
     EXPECT_EQ(ranking[0], 16);
@@ -130,7 +130,7 @@ TEST(E2EScoreStages, PublishedFilesReproduceThePapersNumbers) {
     EXPECT_NEAR(at(pearson, "Mistral-7B-v0.2-hf", "Mixtral-8x7B-v0.1"), 0.964, 5e-4);
     EXPECT_NEAR(at(pearson, "Qwen1.5-14B", "Qwen1.5-14B-Chat"), 0.893, 5e-4);
     EXPECT_NEAR(at(pearson, "llama-2-7b-80k", "llama-2-7b-80k"), 1.0, 1e-12);
-    // Same-shape cross-family pairs in [-0.02, 0.0] (PAPER 3.5).
+    // Same-shape cross-family pairs in [-0.02, 0.0] (docs/PAPER_NOTES.md, "Correlation").
     EXPECT_GE(at(pearson, "llama-2-7b-80k", "Mistral-7B-v0.2-hf"), -0.02 - 5e-4);
     EXPECT_LE(at(pearson, "llama-2-7b-80k", "Mistral-7B-v0.2-hf"), 0.0 + 5e-4);
     EXPECT_EQ(mismatch[index_of(names, "llama-2-7b-80k") * 7 + index_of(names, "Qwen1.5-14B")], 1);
