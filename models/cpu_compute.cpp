@@ -1,6 +1,11 @@
 #include "models/cpu_compute.h"
 
 #include <ATen/Parallel.h>
+#include <torch/version.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <string>
 
 #if defined(__GLIBC__)
 #include <malloc.h>
@@ -51,6 +56,20 @@ bool flushes_subnormals() {
 #else
   return false;
 #endif
+}
+
+std::string compute_host_description() {
+  std::string cpu = "unknown CPU";
+  std::ifstream info("/proc/cpuinfo");
+  for (std::string line; std::getline(info, line);) {
+    if (line.rfind("model name", 0) != 0) continue;
+    const size_t colon = line.find(':');
+    if (colon != std::string::npos && colon + 2 <= line.size()) cpu = line.substr(colon + 2);
+    break;
+  }
+  const char* coretype = std::getenv("OPENBLAS_CORETYPE");
+  return cpu + "; OPENBLAS_CORETYPE " + (coretype && *coretype ? coretype : "unset") + "; LibTorch " +
+         TORCH_VERSION;
 }
 
 }  // namespace models

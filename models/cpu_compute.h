@@ -20,6 +20,8 @@
 // (tests/models/test_cpu_compute.cpp: elementwise products and a 2-thread GEMM flush subnormals).
 #pragma once
 
+#include <string>
+
 namespace models {
 
 // at::set_num_threads(threads); the heap policy above (glibc only); FTZ + DAZ set (flush_subnormals) or
@@ -29,5 +31,10 @@ void configure_cpu_compute(int threads, bool flush_subnormals);
 
 // Whether FTZ and DAZ are set on the calling thread (tests; false on non-x86).
 bool flushes_subnormals();
+
+// What the floating-point results of this process depend on besides the inputs and thread count: the CPU
+// model (OpenBLAS picks its kernels by instruction set), OPENBLAS_CORETYPE when set, and the LibTorch
+// version, e.g. "AMD EPYC; OPENBLAS_CORETYPE unset; LibTorch 1.13.1". Recorded next to trained weights.
+std::string compute_host_description();
 
 }  // namespace models

@@ -1,7 +1,7 @@
 # Generic decoder: RoPE, GQA attention with KV cache and chunked prefill, SwiGLU / sparse MoE,
-# attention capture (observer), head masking, greedy generation; its trainable twin (toy zoo); the
-# projections (few fp32 rows through the batch-invariant row kernels) and the CPU compute setup (threads,
-# heap policy, subnormals).
+# attention capture (observer), head masking, per-head mean outputs, greedy generation; its trainable
+# twin (toy zoo); the projections (few fp32 rows through the batch-invariant row kernels) and the CPU
+# compute setup (threads, heap policy, subnormals).
 # Tests: tests/models/.
 target_sources(models PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/rope.cpp
@@ -10,6 +10,7 @@ target_sources(models PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/cpu_compute.cpp
   ${CMAKE_CURRENT_LIST_DIR}/decoder.cpp
   ${CMAKE_CURRENT_LIST_DIR}/generation.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/head_outputs.cpp
   ${CMAKE_CURRENT_LIST_DIR}/projection.cpp
   ${CMAKE_CURRENT_LIST_DIR}/row_projection.cpp
   ${CMAKE_CURRENT_LIST_DIR}/trainable.cpp)

@@ -4,11 +4,18 @@
 //   rhead model-info MODEL_DIR [--family F]
 //   rhead figures RUN_DIR|JOB.ini [--out DIR]
 //   rhead --help | --version
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <optional>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include <boost/program_options.hpp>
 
@@ -202,24 +209,48 @@ int cmd_model_info(int argc, char** argv) {
   return 0;
 }
 
+// Runs argv[0] with these arguments (no shell: nothing in them is interpreted) and waits; its exit code,
+// or 1 when it could not start or died of a signal.
+int run_program(const std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    execvp(argv[0], argv.data());
+    std::cerr << "error: [figures] could not run " << args[0] << ": " << std::strerror(errno) << "\n";
+    _exit(127);
+  }
+  int status = 0;
+  if (pid < 0 || waitpid(pid, &status, 0) < 0) {
+    std::cerr << "error: [figures] could not start " << args[0] << ": " << std::strerror(errno) << "\n";
+    return 1;
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+}
+
 // The figures live in analysis/ (Python: Debian's numpy, h5py, matplotlib); this only finds and runs
 // analysis/report, next to the source tree this binary was built from or under $RHEAD_ANALYSIS_DIR.
 int cmd_figures(int argc, char** argv, const pipeline::StageRegistry& registry) {
-  std::string args;
   for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
+    const std::string a = argv[i];
     if (a == "--help" || a == "-h") {
       std::cout << "rhead figures RUN_DIR|JOB.ini [--out DIR]\n  draws every figure the stores in RUN_DIR allow and writes "
                    "RUN_DIR/figures/report.md (runs analysis/report)\n";
       return 0;
     }
-    std::string quoted = "'";
-    for (char c : a) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
-    args += " " + quoted + "'";
   }
   if (argc < 2) {
     std::cerr << "rhead figures: missing RUN_DIR. Hint: rhead figures runs/<job name> (or the job file)\n";
     return 2;
+  }
+  const char* env = std::getenv("RHEAD_ANALYSIS_DIR");
+  const std::string dir = env ? env : std::string(RHEAD_SOURCE_DIR) + "/analysis";
+  std::vector<std::string> args = {dir + "/report"};
+  if (!std::filesystem::exists(args[0])) {
+    std::cerr << "error: [figures] " << args[0] << " not found. Hint: set RHEAD_ANALYSIS_DIR to the analysis/ "
+                 "folder of an rhead checkout\n";
+    return 1;
   }
   // A job file stands for its run directory.
   std::string target = argv[1];
@@ -227,24 +258,15 @@ int cmd_figures(int argc, char** argv, const pipeline::StageRegistry& registry) 
     try {
       pipeline::RunOptions options;
       options.job_file = target;
-      std::string run_dir = pipeline::run_dir_of(pipeline::load_job(registry, options)).string();
-      args = " '" + run_dir + "'";
-      for (int i = 2; i < argc; ++i) args += std::string(" '") + argv[i] + "'";
+      target = pipeline::run_dir_of(pipeline::load_job(registry, options)).string();
     } catch (const std::exception& e) {
       std::cerr << "error: " << e.what() << "\n";
       return 1;
     }
   }
-  const char* env = std::getenv("RHEAD_ANALYSIS_DIR");
-  std::string dir = env ? env : std::string(RHEAD_SOURCE_DIR) + "/analysis";
-  std::string script = dir + "/report";
-  if (!std::filesystem::exists(script)) {
-    std::cerr << "error: [figures] " << script << " not found. Hint: set RHEAD_ANALYSIS_DIR to the analysis/ "
-                 "folder of an rhead checkout\n";
-    return 1;
-  }
-  int rc = std::system(("'" + script + "'" + args).c_str());
-  return rc == 0 ? 0 : 1;
+  args.push_back(target);
+  for (int i = 2; i < argc; ++i) args.emplace_back(argv[i]);
+  return run_program(args) == 0 ? 0 : 1;
 }
 
 }  // namespace

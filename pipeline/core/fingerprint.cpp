@@ -7,23 +7,13 @@
 #include <vector>
 
 #include "pipeline/core/error.h"
+#include "pipeline/core/fnv1a.h"
 
 namespace pipeline {
 
 namespace fs = std::filesystem;
 
 namespace {
-
-constexpr uint64_t kFnvOffset = 0xcbf29ce484222325ull;  // FNV-1a 64-bit offset basis and prime
-constexpr uint64_t kFnvPrime = 0x100000001b3ull;
-
-uint64_t fnv1a(uint64_t h, std::string_view bytes) {
-  for (unsigned char c : bytes) {
-    h ^= c;
-    h *= kFnvPrime;
-  }
-  return h;
-}
 
 std::string hex(uint64_t h) {
   char buf[17];
@@ -41,11 +31,11 @@ std::string regular_file_fingerprint(const fs::path& file) {
   }
   std::ifstream in(file, std::ios::binary);
   RHEAD_CHECK(in.good(), InputError, "cannot read ", file.string(), " (to fingerprint it)");
-  uint64_t h = kFnvOffset;
+  uint64_t h = kFnv1aOffset;
   std::vector<char> block(size_t{1} << 20);
   while (in) {
     in.read(block.data(), static_cast<std::streamsize>(block.size()));
-    h = fnv1a(h, std::string_view(block.data(), static_cast<size_t>(in.gcount())));
+    h = fnv1a(block.data(), static_cast<size_t>(in.gcount()), h);
   }
   RHEAD_CHECK(in.eof(), InputError, "cannot read ", file.string(), " (to fingerprint it)");
   return hex(h);
@@ -53,7 +43,7 @@ std::string regular_file_fingerprint(const fs::path& file) {
 
 }  // namespace
 
-std::string content_digest(std::string_view bytes) { return hex(fnv1a(kFnvOffset, bytes)); }
+std::string content_digest(std::string_view bytes) { return hex(fnv1a(bytes)); }
 
 std::string file_fingerprint(const fs::path& path) {
   std::error_code ec;

@@ -35,13 +35,13 @@ struct Wanted {
   const Config& job;
   std::string settings;            // the stage's current settings (ctx.header.settings)
   int64_t schema_version = 0;
-  bool cells_per_model = false;
+  std::string group_section;  // Stage::cell_group_section()
   std::map<std::string, std::string> group_of;       // cell id -> group, every cell of the grid
   std::map<std::string, std::string> inputs_key_of;  // group -> digest of what it reads from the inputs
   std::map<std::string, std::string> files_key_of;   // group -> digest of the input files it reads
 
   std::string settings_of(const std::string& settings_text, const std::string& group) const {
-    return cells_per_model ? settings_of_model(settings_text, group) : settings_text;
+    return settings_of_group(settings_text, group_section, group);
   }
   // "" when a file with these settings holds usable cells of `group`, else why not.
   std::string settings_mismatch(const std::string& file_settings, const std::string& group) const {
@@ -178,12 +178,13 @@ int64_t merge_cells(const ShardScan& scan, store::File& output) {
 
 }  // namespace
 
-std::string settings_of_model(const std::string& settings, const std::string& model) {
-  const std::string own = "model." + model + ".";
+std::string settings_of_group(const std::string& settings, const std::string& section, const std::string& group) {
+  if (section.empty()) return settings;
+  const std::string any = section + ".", own = section + "." + group + ".";
   std::string out;
   std::istringstream in(settings);
   for (std::string line; std::getline(in, line);) {
-    if (line.rfind("model.", 0) == 0 && line.rfind(own, 0) != 0) continue;
+    if (line.rfind(any, 0) == 0 && line.rfind(own, 0) != 0) continue;
     out += line + "\n";
   }
   return out;
@@ -206,7 +207,7 @@ CellRunStats run_cells(StageContext& ctx, const std::vector<WorkItem>& cells, co
   }
 
   // What a finished cell must match to be reused (see cell_driver.h).
-  Wanted wanted{ctx.config, ctx.header.settings, ctx.header.schema_version, ctx.cells_per_model, {}, {}, {}};
+  Wanted wanted{ctx.config, ctx.header.settings, ctx.header.schema_version, ctx.cell_group_section, {}, {}, {}};
   for (const auto& c : cells) {
     wanted.group_of[c.id] = c.group;
     if (!wanted.inputs_key_of.count(c.group)) {
@@ -254,7 +255,8 @@ CellRunStats run_cells(StageContext& ctx, const std::vector<WorkItem>& cells, co
   }
   if (from_previous > 0) {
     log::info(ctx.stage_name, ": keeping ", from_previous, " of ", stats.total, " cells from the previous store ",
-              "(same settings and inputs for their ", ctx.cells_per_model ? "model" : "group", ")");
+              "(same settings and inputs for their ",
+              ctx.cell_group_section.empty() ? "group" : ctx.cell_group_section, ")");
   }
 
   const Assignment assignment = assign_work(todo, comm.size());

@@ -11,8 +11,8 @@
 // (the store of an earlier complete run, set aside by the runner because the job file or an input
 // changed), only when it was computed under what this run would compute it with:
 //  - the same schema version and the same settings (the file's `settings` attribute; for a stage whose
-//    cells_per_model(), only its own keys and the cell's model's [model.<name>] keys count; keys added to
-//    rhead since, left at their defaults, are no change: settings_change);
+//    cell_group_section() is "model", only its own keys and the cell's model's [model.<name>] keys count;
+//    keys added to rhead since, left at their defaults, are no change: settings_change);
 //  - the same inputs: each cell records inputs_key, a digest of what its group reads from the input
 //    stores (CellHooks::group_inputs), and files_key, a digest of the fingerprints of the files its
 //    group reads (Stage::input_files: the stage's shared files and its model's folder). Cells from
@@ -59,8 +59,9 @@ struct CellRunStats {
 // Runs on every rank; returns after every rank finished and rank 0 merged all cells into ctx.output.
 CellRunStats run_cells(StageContext& ctx, const std::vector<WorkItem>& cells, const CellHooks& hooks);
 
-// The lines of a stage's settings text (Config::resolved_text) that a cell of model `model` depends
-// on: every line except the keys of other models' [model.<name>] sections.
-std::string settings_of_model(const std::string& settings, const std::string& model);
+// The lines of a stage's settings text (Config::resolved_text) that a cell of group `group` depends on,
+// for a stage whose cell_group_section() is `section`: every line except the keys of the other groups'
+// [<section>.<name>] sections (all of them when `section` is "").
+std::string settings_of_group(const std::string& settings, const std::string& section, const std::string& group);
 
 }  // namespace pipeline

@@ -167,18 +167,19 @@ std::string input_files_change(const std::string& before, const std::string& now
   return out;
 }
 
-// Dry run of a stale stage whose cells_per_model(): the models whose own settings are unchanged (their
-// cells would be kept, as far as their inputs are unchanged too) and the others, as one line.
-std::string kept_models_line(const std::string& before, const std::string& now, const Config& job) {
+// Dry run of a stale stage with a cell_group_section() (e.g. "model"): the groups whose own settings are
+// unchanged (their cells would be kept, as far as their inputs are unchanged too) and the others, as one line.
+std::string kept_groups_line(const std::string& section, const std::string& before, const std::string& now,
+                             const Config& job) {
   std::string kept, redone;
-  for (const auto& m : job.section_names("model.*")) {
-    const std::string was = settings_of_model(before, m);
-    const bool existed = was.find("model." + m + ".") != std::string::npos;
-    const bool same = existed && settings_change(was, settings_of_model(now, m), job).empty();
+  for (const auto& m : job.section_names(section + ".*")) {
+    const std::string was = settings_of_group(before, section, m);
+    const bool existed = was.find(section + "." + m + ".") != std::string::npos;
+    const bool same = existed && settings_change(was, settings_of_group(now, section, m), job).empty();
     std::string& list = same ? kept : redone;
     list += (list.empty() ? "" : ", ") + m;
   }
-  if (kept.empty()) return "  no model's cells would be kept\n";
+  if (kept.empty()) return "  no " + section + "'s cells would be kept\n";
   return "  cells of " + kept + " would be kept where their inputs are unchanged" +
          (redone.empty() ? std::string() : "; " + redone + " would be computed") + "\n";
 }
@@ -212,6 +213,74 @@ std::string layout_change(const store::Group& root, const Stage& stage) {
   return str_cat("it is in store layout ", before, " (schema_version) and this rhead writes layout ", now);
 }
 
+// What the runner finds at a stage's store before running it.
+enum class StoreState : int64_t {
+  Missing = 0,  // no store, or an incomplete one: run the stage
+  Current = 1,  // complete and made from the current inputs, settings and files: skip
+  Stale = 2,    // complete, but something it was made from changed: rerun, keeping the untouched cells
+};
+
+struct StoreCheck {
+  StoreState state = StoreState::Missing;
+  std::string stale_reason;  // why, when Stale
+};
+
+// Rank 0: the state of the stage's store, given the stage's current settings text and input-files text.
+// Stale when it is in another layout, an input store was recomputed after it (its store_id differs from
+// the one recorded), the stage's own settings changed in the job file, or a file it reads changed.
+StoreCheck check_store(const Stage& stage, const Config& job, const fs::path& run_dir, const std::string& settings,
+                       const std::string& files_now) {
+  StoreCheck check;
+  const fs::path out_path = run_dir / (stage.name() + ".h5");
+  if (!store::is_complete(out_path)) return check;
+  check.state = StoreState::Current;
+  store::File f = store::File::open(out_path);
+  store::Group root = f.root();
+  auto stale = [&check](std::string why) {
+    check.state = StoreState::Stale;
+    check.stale_reason = std::move(why);
+  };
+  if (std::string layout = layout_change(root, stage); !layout.empty()) stale(layout);
+  for (const auto& input : stage.inputs(job)) {
+    const std::string key = "input_store_id." + input;
+    if (root.has_attr(key) && root.attr_string(key) != store::store_id(run_dir / (input + ".h5"))) {
+      stale(str_cat("input '", input, "' was recomputed after ", out_path.string(), " was made"));
+    }
+  }
+  // Stores from before the settings attribute count as current (their settings are unknown).
+  // Keys added to rhead since, left at their defaults, are no change (settings_change).
+  if (check.state == StoreState::Current && root.has_attr("settings")) {
+    const std::string changed = settings_change(root.attr_string("settings"), settings, job);
+    if (!changed.empty()) stale(str_cat("its settings changed since ", out_path.string(), " was made (", changed, ")"));
+  }
+  // Stores from before input_files was recorded count as current, like those without settings.
+  if (check.state == StoreState::Current && root.has_attr("input_files")) {
+    const std::string changed = input_files_change(root.attr_string("input_files"), files_now);
+    if (!changed.empty()) {
+      stale(str_cat("files it reads changed since ", out_path.string(), " was made (", changed, ")"));
+    }
+  }
+  return check;
+}
+
+// The context a stage runs in, with the header every store and shard of this run of it is stamped with.
+StageContext make_context(const Stage& stage, const std::string& name, const Config& job, Communicator& comm,
+                          const fs::path& run_dir, const fs::path& job_file, const std::string& settings) {
+  StageContext ctx(job, comm, name, run_dir);
+  ctx.seed = static_cast<uint64_t>(job.get_int("job.seed"));
+  ctx.threads = resolve_threads(job);
+  ctx.progress_interval_s = job.get_float("job.progress_interval_s");
+  ctx.header.stage = name;
+  ctx.header.schema_version = stage.schema_version();
+  ctx.header.job_file = fs::absolute(job_file).string();
+  ctx.header.job_text = job.text();
+  ctx.header.settings = settings;
+  ctx.cell_group_section = stage.cell_group_section();
+  ctx.header.world_size = comm.size();
+  ctx.header.comm_backend = comm.backend();
+  return ctx;
+}
+
 }  // namespace
 
 void run_job(const StageRegistry& registry, const RunOptions& options, const Config& job, Communicator& comm) {
@@ -234,8 +303,7 @@ void run_job(const StageRegistry& registry, const RunOptions& options, const Con
     // touch (cell stages: pipeline/runner/cell_driver.h).
     const std::vector<std::string> inputs = stage.inputs(job);
     const std::string settings = stage_settings(stage, job);
-    int64_t state = 0;  // 0 missing/incomplete, 1 complete and current, 2 complete but stale
-    std::string stale_reason, files_now, files_error;
+    std::string files_now, files_error;
     if (comm.rank() == 0) {
       try {
         files_now = input_files_text(stage, job);
@@ -246,71 +314,30 @@ void run_job(const StageRegistry& registry, const RunOptions& options, const Con
     comm.broadcast_string(files_error, 0);
     // Every rank has rank 0's message: one clean error (exit 1), not an abort of every rank.
     if (!files_error.empty()) throw CollectiveError(str_cat("stage ", name, ": ", files_error));
-    if (comm.rank() == 0 && store::is_complete(out_path)) {
-      state = 1;
-      store::File f = store::File::open(out_path);
-      store::Group root = f.root();
-      if (std::string layout = layout_change(root, stage); !layout.empty()) {
-        state = 2;
-        stale_reason = layout;
-      }
-      for (const auto& input : inputs) {
-        const std::string key = "input_store_id." + input;
-        if (root.has_attr(key) && root.attr_string(key) != store::store_id(run_dir / (input + ".h5"))) {
-          state = 2;
-          stale_reason = str_cat("input '", input, "' was recomputed after ", out_path.string(), " was made");
-        }
-      }
-      // Stores from before the settings attribute count as current (their settings are unknown).
-      // Keys added to rhead since, left at their defaults, are no change (settings_change).
-      if (state == 1 && root.has_attr("settings")) {
-        const std::string before = root.attr_string("settings");
-        const std::string changed = settings_change(before, settings, job);
-        if (!changed.empty()) {
-          state = 2;
-          stale_reason = str_cat("its settings changed since ", out_path.string(), " was made (", changed, ")");
-        }
-      }
-      // Stores from before input_files was recorded count as current, like those without settings.
-      if (state == 1 && root.has_attr("input_files")) {
-        const std::string changed = input_files_change(root.attr_string("input_files"), files_now);
-        if (!changed.empty()) {
-          state = 2;
-          stale_reason = str_cat("files it reads changed since ", out_path.string(), " was made (", changed, ")");
-        }
-      }
-    }
+    StoreCheck check;
+    if (comm.rank() == 0) check = check_store(stage, job, run_dir, settings, files_now);
+    int64_t state = static_cast<int64_t>(check.state);
     comm.broadcast(&state, sizeof state, 0);
-    comm.broadcast_string(stale_reason, 0);
+    check.state = static_cast<StoreState>(state);
+    comm.broadcast_string(check.stale_reason, 0);
     const bool force = options.force;
-    if (state == 1 && !force) {
+    if (check.state == StoreState::Current && !force) {
       log::info("stage ", name, ": store ", out_path.string(), " is complete, skipping (use --force to rerun)");
       continue;
     }
     const fs::path shard_dir = run_dir / (name + ".shards");
-    if (state == 2 && !force) {
+    if (check.state == StoreState::Stale && !force) {
       // Set the stale store aside rather than delete it: a cell stage keeps the cells whose own
       // settings and inputs did not change (pipeline/runner/cell_driver.h); the rest is removed when
       // the stage completes.
-      log::info("stage ", name, ": ", stale_reason, "; rerunning ", name);
+      log::info("stage ", name, ": ", check.stale_reason, "; rerunning ", name);
       if (comm.rank() == 0) {
         fs::create_directories(shard_dir);
         fs::rename(out_path, shard_dir / "previous.h5");
       }
     }
 
-    StageContext ctx{job, comm, name, run_dir, 0, 1, 10.0, {}, nullptr, {}, false, {}};
-    ctx.seed = static_cast<uint64_t>(job.get_int("job.seed"));
-    ctx.threads = resolve_threads(job);
-    ctx.progress_interval_s = job.get_float("job.progress_interval_s");
-    ctx.header.stage = name;
-    ctx.header.schema_version = stage.schema_version();
-    ctx.header.job_file = fs::absolute(options.job_file).string();
-    ctx.header.job_text = job.text();
-    ctx.header.settings = settings;
-    ctx.cells_per_model = stage.cells_per_model();
-    ctx.header.world_size = comm.size();
-    ctx.header.comm_backend = comm.backend();
+    StageContext ctx = make_context(stage, name, job, comm, run_dir, options.job_file, settings);
     if (comm.rank() == 0) {
       for (const auto& input : inputs) {
         ctx.input_ids += "input_store_id." + input + " = " + store::store_id(run_dir / (input + ".h5")) + "\n";
@@ -411,7 +438,8 @@ int dry_run_job(const StageRegistry& registry, const RunOptions& options, const 
     } else if (!changed.empty()) {
       out << "  store " << out_path.string() << " is complete but its settings changed (" << changed
           << "): would rerun\n";
-      if (stage.cells_per_model()) out << kept_models_line(before_settings, now_settings, job);
+      const std::string section = stage.cell_group_section();
+      if (!section.empty()) out << kept_groups_line(section, before_settings, now_settings, job);
       rewritten.push_back(name);
     } else if (!changed_files.empty()) {
       out << "  store " << out_path.string() << " is complete but files it reads changed (" << changed_files
@@ -439,8 +467,8 @@ int dry_run_job(const StageRegistry& registry, const RunOptions& options, const 
       out << "  checks: deferred until its inputs exist\n";
     } else {
       std::unique_ptr<Communicator> self = detail::make_self_communicator();  // checks run in this process only
-      StageContext ctx{job,  *self, name, run_dir, static_cast<uint64_t>(job.get_int("job.seed")), 1, 10.0, {},
-                       nullptr, {}, false, {}};
+      StageContext ctx(job, *self, name, run_dir);
+      ctx.seed = static_cast<uint64_t>(job.get_int("job.seed"));
       try {
         stage.validate(ctx);
         out << "  checks: pass\n";

@@ -10,6 +10,7 @@
 #include <memory>
 #include <ostream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "pipeline/comm/communicator.h"
@@ -28,6 +29,9 @@ struct InputFile {
 };
 
 struct StageContext {
+  StageContext(const Config& job, Communicator& world, std::string stage, std::filesystem::path dir)
+      : config(job), comm(world), stage_name(std::move(stage)), run_dir(std::move(dir)) {}
+
   const Config& config;                 // the whole job file (every stage's section)
   Communicator& comm;                   // the world
   std::string stage_name;
@@ -38,7 +42,7 @@ struct StageContext {
   store::StoreHeader header;            // stamped into the output and shard files
   store::File* output = nullptr;        // rank 0 only: <run_dir>/<stage>.h5 being written (status running)
   std::string input_ids;                // "input_store_id.<stage> = <id>" per input, one a line (runner)
-  bool cells_per_model = false;         // Stage::cells_per_model() (runner)
+  std::string cell_group_section;       // Stage::cell_group_section() (runner)
   std::string input_files;              // "<group>\t<path>\t<fingerprint>" per Stage::input_files (runner)
 
   std::filesystem::path store_path(const std::string& stage) const { return run_dir / (stage + ".h5"); }
@@ -53,10 +57,12 @@ class Stage {
   // Stages whose stores this one reads (may depend on the job). The runner checks they are complete, and
   // reruns this stage when one of them was recomputed after this stage's store was made.
   virtual std::vector<std::string> inputs(const Config& /*job*/) const { return {}; }
-  // True when every cell belongs to one model (its WorkItem group is the model's name): a cell then
-  // depends on the stage's own keys and its model's [model.<name>] keys only, so that a rerun after one
-  // model was added or edited keeps the other models' cells (pipeline/runner/cell_driver.h).
-  virtual bool cells_per_model() const { return false; }
+  // The job-file section family its cell groups are named after, e.g. "model" when every cell belongs to
+  // one model (its WorkItem group is the model's name, its keys [model.<name>]): a cell of group G then
+  // depends on every key of the stage but those of the other groups' [<section>.<name>] sections, so that
+  // a rerun after one model was added or edited keeps the other models' cells (cell_driver.h). "" (the
+  // default): a cell depends on every key the stage reads.
+  virtual std::string cell_group_section() const { return ""; }
   // Files and folders it reads besides its input stores (see InputFile); read only by the runner.
   virtual std::vector<InputFile> input_files(const Config& /*job*/) const { return {}; }
   virtual void declare(ConfigSchema& /*schema*/) const {}         // its [<name>] keys

@@ -7,6 +7,7 @@
 #include <type_traits>
 
 #include "pipeline/core/error.h"
+#include "pipeline/core/fnv1a.h"
 
 namespace pipeline::store {
 
@@ -346,32 +347,22 @@ void Group::copy_child_to(const std::string& name, Group& dest, const std::strin
   }
 }
 
-namespace {
-void fnv1a(uint64_t& h, const void* data, size_t n) {
-  const auto* p = static_cast<const unsigned char*>(data);
-  for (size_t i = 0; i < n; ++i) {
-    h ^= p[i];
-    h *= 1099511628211ull;
-  }
-}
-}  // namespace
-
 uint64_t Group::content_digest() const {
-  uint64_t h = 1469598103934665603ull;
+  uint64_t h = kFnv1aShortBasis;
   for (const auto& name : children()) {
-    fnv1a(h, name.data(), name.size() + 1);
+    h = fnv1a(name.data(), name.size() + 1, h);
     H5O_info_t info;
     if (H5Oget_info_by_name(m_id, name.c_str(), &info, H5P_DEFAULT) < 0) fail(m_file, child_path(name), "cannot stat");
     if (info.type == H5O_TYPE_GROUP) {
       uint64_t sub = open_group(name).content_digest();
-      fnv1a(h, &sub, sizeof sub);
+      h = fnv1a(&sub, sizeof sub, h);
       continue;
     }
     if (info.type != H5O_TYPE_DATASET) continue;
     Handle ds(H5Dopen2(m_id, name.c_str(), H5P_DEFAULT), H5Dclose);
     Handle ftype(H5Dget_type(ds.id), H5Tclose);
     if (H5Tget_class(ftype.id) == H5T_STRING) {
-      for (const auto& t : read_texts(name)) fnv1a(h, t.data(), t.size() + 1);
+      for (const auto& t : read_texts(name)) h = fnv1a(t.data(), t.size() + 1, h);
       continue;
     }
     Handle native(H5Tget_native_type(ftype.id, H5T_DIR_ASCEND), H5Tclose);
@@ -379,16 +370,16 @@ uint64_t Group::content_digest() const {
     int rank = H5Sget_simple_extent_ndims(space.id);
     std::vector<hsize_t> dims(rank > 0 ? rank : 0);
     if (rank > 0) H5Sget_simple_extent_dims(space.id, dims.data(), nullptr);
-    fnv1a(h, dims.data(), dims.size() * sizeof(hsize_t));
+    h = fnv1a(dims.data(), dims.size() * sizeof(hsize_t), h);
     int cls = H5Tget_class(ftype.id);
     size_t elem = H5Tget_size(native.id);
-    fnv1a(h, &cls, sizeof cls);
-    fnv1a(h, &elem, sizeof elem);
+    h = fnv1a(&cls, sizeof cls, h);
+    h = fnv1a(&elem, sizeof elem, h);
     std::vector<unsigned char> bytes(static_cast<size_t>(H5Sget_simple_extent_npoints(space.id)) * elem);
     if (!bytes.empty() && H5Dread(ds.id, native.id, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data()) < 0) {
       fail(m_file, child_path(name), "cannot read for digest");
     }
-    fnv1a(h, bytes.data(), bytes.size());
+    h = fnv1a(bytes.data(), bytes.size(), h);
   }
   return h;
 }

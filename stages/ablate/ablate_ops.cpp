@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "pipeline/core/error.h"
-#include "stages/generate/rouge.h"
+#include "stages/niah/rouge.h"
 
 namespace stages {
 namespace {

@@ -12,9 +12,10 @@
 #include "pipeline/core/sharding.h"
 #include "pipeline/runner/cell_driver.h"
 #include "stages/common/model_section.h"
-#include "stages/common/niah_cell.h"
-#include "stages/generate/needles.h"
-#include "stages/generate/prompt_builder.h"
+#include "stages/niah/niah_cell.h"
+#include "stages/niah/niah_keys.h"
+#include "stages/niah/needles.h"
+#include "stages/niah/prompt_builder.h"
 
 namespace stages {
 
@@ -29,15 +30,8 @@ struct GenerateSettings {
   fs::path needles_file;
   fs::path haystack_dir;
   bool haystack_per_needle = true;
-  std::vector<int64_t> lengths, depths;
-  PromptMode mode = PromptMode::kFaithful;
-  int64_t buffer_tokens = 200;
-  int64_t max_new_tokens = 50;
-  std::vector<std::string> stop_strings;
-  int64_t prefill_chunk = 128;
-  int64_t prefill_call = 512;
+  NiahKeys niah;  // grid, prompts, decoding, batching (stages/niah/niah_keys.h)
   bool reuse_prefix = true;
-  int64_t decode_batch = 32;
   bool argmax_on_bf16_row = false;
   bool span_mass = true;
 };
@@ -47,16 +41,8 @@ GenerateSettings read_settings(const pipeline::Config& c) {
   s.needles_file = c.get_string("generate.needles");
   s.haystack_dir = c.get_string("generate.haystack");
   s.haystack_per_needle = c.get_bool("generate.haystack_per_needle");
-  s.lengths = c.get_ints("generate.lengths");
-  s.depths = c.get_ints("generate.depths");
-  s.mode = parse_prompt_mode(c.get_string("generate.prompt_mode"), "[generate] prompt_mode");
-  s.buffer_tokens = c.get_int("generate.buffer_tokens");
-  s.max_new_tokens = c.get_int("generate.max_new_tokens");
-  s.stop_strings = c.get_strings("generate.stop_strings");
-  s.prefill_chunk = c.get_int("generate.prefill_chunk");
-  s.prefill_call = c.get_int("generate.prefill_call");
+  s.niah = read_niah_keys(c, "generate");
   s.reuse_prefix = c.get_bool("generate.reuse_prefix");
-  s.decode_batch = c.get_int("generate.decode_batch");
   s.argmax_on_bf16_row = c.get_bool("generate.argmax_on_bf16_row");
   s.span_mass = c.get_bool("generate.span_mass");
   return s;
@@ -114,10 +100,11 @@ void GenerateStage::plan(const pipeline::Config& job, std::ostream& out) const {
   }
   out << "  " << plan_path("needles", s.needles_file) << ": " << n_needles << " needle(s); "
       << plan_path("haystack", s.haystack_dir) << (s.haystack_per_needle ? " (part<i> per needle)" : "") << "\n";
-  const int64_t per_model = n_needles * static_cast<int64_t>(s.lengths.size() * s.depths.size());
-  if (s.lengths.empty() || s.depths.empty()) return;  // reported by the stage's checks
-  out << "  grid: " << s.lengths.size() << " length(s) " << s.lengths.front() << ".." << s.lengths.back() << " x "
-      << s.depths.size() << " depth(s) x " << n_needles << " needle(s) = " << per_model << " cells per model, "
+  const std::vector<int64_t>& lengths = s.niah.lengths;
+  const int64_t per_model = n_needles * static_cast<int64_t>(lengths.size() * s.niah.depths.size());
+  if (lengths.empty() || s.niah.depths.empty()) return;  // reported by the stage's checks
+  out << "  grid: " << lengths.size() << " length(s) " << lengths.front() << ".." << lengths.back() << " x "
+      << s.niah.depths.size() << " depth(s) x " << n_needles << " needle(s) = " << per_model << " cells per model, "
       << per_model * static_cast<int64_t>(read_model_entries(job).size()) << " in all\n";
 }
 
@@ -127,37 +114,14 @@ void GenerateStage::declare(pipeline::ConfigSchema& schema) const {
       .required("generate.haystack", KeyType::String, "haystack folder of *.txt files")
       .optional("generate.haystack_per_needle", KeyType::Bool, "true",
                 "needle i reads <haystack>/part<i+1> (the official detection layout)")
-      .optional("generate.lengths", KeyType::IntList, "linspace(1000, 50000, 20)", "context lengths in tokens")
-      .optional("generate.depths", KeyType::IntList, "linspace(0, 100, 10)", "needle depths in percent")
-      .optional("generate.prompt_mode", KeyType::String, "faithful", "faithful (official quirks) or fixed")
-      .optional("generate.buffer_tokens", KeyType::Int, "200", "tokens kept free for the question (official buffer)")
-      .optional("generate.max_new_tokens", KeyType::Int, "50", "greedy decoding cap")
-      .optional("generate.stop_strings", KeyType::StringList, "\\n",
-                "stop after a token whose text contains one of these (the official code stops on newline)")
-      .optional("generate.prefill_chunk", KeyType::Int, "128",
-                "query rows per attention block inside a prefill call (0: the whole call); 128 was fastest on "
-                "CPU (docs/BENCHMARKS.md); GPUs: not measured")
-      .optional("generate.prefill_call", KeyType::Int, "512",
-                "prompt tokens per forward call of a fixed-mode prefill (0: the whole prompt in one call): the "
-                "projections run as one product of this height; the call holding the needle runs twice, whole "
-                "and from the needle, so that the next prompt reuses every slot before its needle. Faithful "
-                "prompts (needle position unknown) run calls of prefill_chunk tokens and reuse whole calls. 512 "
-                "was fastest on CPU (docs/BENCHMARKS.md); GPUs: not measured")
       .optional("generate.reuse_prefix", KeyType::Bool, "true",
                 "reuse the previous prompt's KV cache up to where the two prompts' prefills part (every slot "
                 "before the needle); results are bit-identical either way (false for benchmarks)")
-      .optional("generate.decode_batch", KeyType::Int, "32",
-                "cells of one length decoded together, one KV cache each, at most 2 GiB of them (every "
-                "weight read once per step for all); results are bit-identical for any value where "
-                "decoding is batch invariant (fp32 on CPU), elsewhere cells run one at a time; 1: one at a time")
       .optional("generate.argmax_on_bf16_row", KeyType::Bool, "false",
                 "argmax of the bf16-cast attention row, as the official code (ties to the lowest position)")
       .optional("generate.span_mass", KeyType::Bool, "true", "also store attention mass inside the answer span")
-      // How the work is batched, not what is computed: a resumed run may change them.
-      .tuning("generate.prefill_chunk")
-      .tuning("generate.prefill_call")
-      .tuning("generate.reuse_prefix")
-      .tuning("generate.decode_batch");
+      .tuning("generate.reuse_prefix");  // how the work is done, not what is computed
+  declare_niah_keys(schema, "generate", "cells of one length");
 }
 
 void GenerateStage::validate(const pipeline::StageContext& ctx) const {
@@ -177,30 +141,14 @@ void GenerateStage::validate(const pipeline::StageContext& ctx) const {
                 " reads '", dir.string(), "', which is not a folder",
                 s.haystack_per_needle ? ". Hint: set haystack_per_needle = false for one shared folder" : "");
   }
-  RHEAD_CHECK(!s.lengths.empty() && !s.depths.empty(), ConfigError, "[config] ", c.source(),
-              ": [generate] lengths and depths must not be empty");
-  for (int64_t L : s.lengths) {
-    RHEAD_CHECK(L > s.buffer_tokens, ConfigError, "[config] ", c.source(), ": [generate] lengths: got ", L,
-                ", expected every length > buffer_tokens (", s.buffer_tokens, ")");
-  }
-  for (int64_t d : s.depths) {
-    RHEAD_CHECK(d >= 0 && d <= 100, ConfigError, "[config] ", c.source(), ": [generate] depths: got ", d,
-                ", expected percentages in [0, 100]");
-  }
-  RHEAD_CHECK(s.max_new_tokens >= 1, ConfigError, "[config] ", c.source(), ": [generate] max_new_tokens must be >= 1");
-  RHEAD_CHECK(s.decode_batch >= 1, ConfigError, "[config] ", c.source(), ": [generate] decode_batch: got ",
-              s.decode_batch, ", expected >= 1 (1: one cell at a time)");
-  RHEAD_CHECK(s.prefill_chunk >= 0, ConfigError, "[config] ", c.source(), ": [generate] prefill_chunk: got ",
-              s.prefill_chunk, ", expected >= 0 (0: the whole call in one attention block)");
-  RHEAD_CHECK(s.prefill_call >= 0, ConfigError, "[config] ", c.source(), ": [generate] prefill_call: got ",
-              s.prefill_call, ", expected >= 0 (0: the whole prompt in one call)");
+  validate_niah_keys(s.niah, c, "generate");
 }
 
 void GenerateStage::run(pipeline::StageContext& ctx) {
   const GenerateSettings s = read_settings(ctx.config);
   const std::vector<ModelEntry> entries = read_model_entries(ctx.config);
   const std::vector<Needle> needles = read_needles_jsonl(s.needles_file);
-  const int64_t max_length = *std::max_element(s.lengths.begin(), s.lengths.end());
+  const int64_t max_length = *std::max_element(s.niah.lengths.begin(), s.niah.lengths.end());
 
   std::vector<GenerateCell> grid;
   std::vector<pipeline::WorkItem> items;
@@ -210,26 +158,29 @@ void GenerateStage::run(pipeline::StageContext& ctx) {
   // depth, so that every prompt, not only the first needle's, follows one with the same haystack at
   // least as far as its own needle; with a haystack part per needle, each needle's cells stay together.
   const size_t n_needles = needles.size();
-  const size_t n_depths = s.depths.size();
+  const size_t n_depths = s.niah.depths.size();
   // Fixed prompts know their needle's token and split the prefill there (models::PrefillCall); faithful
   // prompts run calls of prefill_chunk rows and reuse whole calls.
-  const bool split_at_needle = s.mode == PromptMode::kFixed;
-  const int64_t call = split_at_needle ? s.prefill_call : s.prefill_chunk;
+  NiahCostModel cost_model;
+  cost_model.buffer_tokens = s.niah.buffer_tokens;
+  cost_model.reuse_prefix = s.reuse_prefix;
+  cost_model.split_at_needle = s.niah.prompt_mode == PromptMode::kFixed;
+  cost_model.prefill_call = cost_model.split_at_needle ? s.niah.prefill_call : s.niah.prefill_chunk;
+  cost_model.max_new_tokens = s.niah.decode.max_new_tokens;
   // Shapes from config.json alone: for the cost estimates here and the store's header below (rank 0 may
   // not load every model).
   std::vector<models::ModelSpec> shapes;
   for (const ModelEntry& entry : entries) shapes.push_back(read_model_shapes(entry).spec);
   for (size_t m = 0; m < entries.size(); ++m) {
-    const double crossover = attention_crossover(shapes[m]);
+    cost_model.quadratic_crossover = attention_crossover(shapes[m]);
     for (size_t outer = 0; outer < (s.haystack_per_needle ? n_needles : 1); ++outer) {
-      for (int64_t L : s.lengths) {
+      for (int64_t L : s.niah.lengths) {
         for (size_t k = 0; k < (s.haystack_per_needle ? 1 : n_needles) * n_depths; ++k) {
           const size_t n = s.haystack_per_needle ? outer : k % n_needles;
-          const int64_t d = s.depths[n_depths - 1 - (s.haystack_per_needle ? k : k / n_needles)];
+          const int64_t d = s.niah.depths[n_depths - 1 - (s.haystack_per_needle ? k : k / n_needles)];
           GenerateCell cell{m, n, L, d};
           // k > 0: the cell before has the same haystack and length.
-          const NiahCellCost cost = niah_cell_cost(L, s.buffer_tokens, d, k > 0 ? grid.back().depth : -1,
-                                                   s.reuse_prefix, split_at_needle, call, s.max_new_tokens, crossover);
+          const NiahCellCost cost = niah_cell_cost(cost_model, L, d, k > 0 ? grid.back().depth : -1);
           pipeline::WorkItem item{cell_id(entries[m].name, cell), entries[m].name, cost.cold};
           if (s.reuse_prefix) item.cost_after_previous = cost.warm;
           item.batch = str_cat("L", L);  // a rank decodes its cells of one length together
@@ -253,8 +204,9 @@ void GenerateStage::run(pipeline::StageContext& ctx) {
                                                 [&](const ModelEntry& e) { return e.name == group; }) -
                                    entries.begin());
     ModelState& state = loaded[group];
-    state.model = load_model(entries[m], s.prefill_chunk, s.prefill_call);
-    const PromptOptions po = prompt_options_for(*state.model, s.mode, s.buffer_tokens, ctx.config.source());
+    state.model = load_model(entries[m], s.niah.prefill_chunk, s.niah.prefill_call);
+    const PromptOptions po =
+        prompt_options_for(*state.model, s.niah.prompt_mode, s.niah.buffer_tokens, ctx.config.source());
     for (size_t n = 0; n < needles.size(); ++n) {
       state.builders.push_back(std::make_unique<PromptBuilder>(
           *state.model->tokenizer, read_detection_haystack(haystack_for(s, n), max_length), po));
@@ -262,9 +214,7 @@ void GenerateStage::run(pipeline::StageContext& ctx) {
     current = &state;
     pipeline::log::debug("generate: model ", group, " ready on rank ", ctx.comm.rank());
   };
-  NiahDecodeOptions decode;
-  decode.max_new_tokens = s.max_new_tokens;
-  decode.stop_strings = s.stop_strings;
+  NiahDecodeOptions decode = s.niah.decode;
   decode.argmax_on_bf16_row = s.argmax_on_bf16_row;
   decode.span_mass = s.span_mass;
   const auto write_cell = [&](const GenerateCell& cell, const NiahCellResult& r, pipeline::store::Group& out) {
@@ -280,7 +230,7 @@ void GenerateStage::run(pipeline::StageContext& ctx) {
 
     out.set_attr("model", entries[cell.model].name);
     write_niah_cell_attrs(out, r, cell.needle, cell.length, cell.depth);
-    out.set_attr("prompt_mode", std::string(prompt_mode_name(s.mode)));
+    out.set_attr("prompt_mode", std::string(prompt_mode_name(s.niah.prompt_mode)));
     out.write("prompt_ids", prompt_v, {prompt_v.size()}, "token");
     out.write("needle_ids", needle_v, {needle_v.size()}, "span");
     out.write("generated_ids", gen_v, {steps}, "step");
@@ -298,7 +248,7 @@ void GenerateStage::run(pipeline::StageContext& ctx) {
     const std::vector<NiahCellResult> results = run_niah_cells(*current->model, specs, decode);
     for (size_t i = 0; i < indices.size(); ++i) write_cell(grid[indices[i]], results[i], outs[i]);
   };
-  hooks.max_batch = static_cast<size_t>(s.decode_batch);
+  hooks.max_batch = static_cast<size_t>(s.niah.decode_batch);
   pipeline::CellRunStats stats = pipeline::run_cells(ctx, items, hooks);
   for (const auto& [name, state] : loaded) {
     if (!s.reuse_prefix) break;

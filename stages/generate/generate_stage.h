@@ -1,5 +1,5 @@
 // generate: the paper's detection run. For every cell (model, needle, context length, depth) of this
-// rank: build the prompt (faithful or fixed mode, stages/generate/prompt_builder.h), prefill, greedy
+// rank: build the prompt (faithful or fixed mode, stages/niah/prompt_builder.h), prefill, greedy
 // decode with the attention capture fused into decoding (no second prefill), ROUGE-1 recall of the
 // response against the needle's answer, and write the cell (layout: docs/STORE.md, generate.h5).
 #pragma once
@@ -18,7 +18,7 @@ class GenerateStage final : public pipeline::Stage {
   }
   // The toy zoo's train stage when the job trains its models (a retrained zoo reruns detection).
   std::vector<std::string> inputs(const pipeline::Config& job) const override;
-  bool cells_per_model() const override { return true; }
+  std::string cell_group_section() const override { return "model"; }  // a cell per model
   // The needles file, the haystack folder and every model's folder.
   std::vector<pipeline::InputFile> input_files(const pipeline::Config& job) const override;
   void declare(pipeline::ConfigSchema& schema) const override;

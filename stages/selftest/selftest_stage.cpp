@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "pipeline/core/error.h"
+#include "pipeline/core/fnv1a.h"
 #include "pipeline/core/logging.h"
 #include "pipeline/core/sharding.h"
 #include "pipeline/runner/cell_driver.h"
@@ -15,6 +16,8 @@ using pipeline::KeyType;
 using pipeline::str_cat;
 
 namespace {
+
+using pipeline::fnv1a;
 
 constexpr int64_t kSpanTokens = 16;  // width of the synthetic needle span
 
@@ -49,15 +52,6 @@ uint64_t splitmix64(uint64_t& state) {
   return z ^ (z >> 31);
 }
 
-uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
-
 std::string cell_id(const SelftestCell& c) {
   return str_cat(c.group, ".n", c.needle, ".L", c.length, ".D", c.depth);
 }
@@ -65,7 +59,7 @@ std::string cell_id(const SelftestCell& c) {
 // capture: [steps, layers, heads] positions in [0, length); hits: [layers, heads] steps inside the span.
 void synthesize(uint64_t seed, const SelftestCell& c, const Grid& g, std::vector<int32_t>* capture,
                 std::vector<int64_t>* hits) {
-  uint64_t state = seed ^ fnv1a(cell_id(c));
+  uint64_t state = seed ^ fnv1a(cell_id(c), pipeline::kFnv1aShortBasis);
   int64_t span_begin = c.length * c.depth / 100;
   capture->assign(static_cast<size_t>(g.steps * g.layers * g.heads), 0);
   hits->assign(static_cast<size_t>(g.layers * g.heads), 0);

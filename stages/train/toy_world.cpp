@@ -15,7 +15,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Prompt words of the pipeline's templates (stages/generate/prompt_builder.h, the llama chat template, the
+// Prompt words of the pipeline's templates (stages/niah/prompt_builder.h, the llama chat template, the
 // ablate task prompt), the needle / task sentences, and the specials. Order fixes the token ids.
 const std::vector<std::string> kSpecials = {"<unk>", "<s>", "</s>"};
 const std::vector<std::string> kFrame = {

@@ -15,6 +15,7 @@
 #include "models/model_config.h"
 #include "models/trainable.h"
 #include "pipeline/core/error.h"
+#include "pipeline/core/fnv1a.h"
 #include "pipeline/core/logging.h"
 #include "pipeline/runner/runner.h"
 #include "stages/train/toy_world.h"
@@ -22,6 +23,7 @@
 namespace stages {
 
 namespace fs = std::filesystem;
+using pipeline::fnv1a;
 using pipeline::ConfigError;
 using pipeline::KeyType;
 
@@ -134,12 +136,6 @@ TrainSettings read_settings(const pipeline::Config& c, const fs::path& run_dir) 
   s.long_full_share = c.get_float("train.long_full_share");
   s.seed = static_cast<uint64_t>(c.get_int("job.seed"));
   return s;
-}
-
-uint64_t fnv1a(const std::string& text) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char ch : text) h = (h ^ ch) * 0x100000001b3ull;
-  return h;
 }
 
 uint64_t name_seed(uint64_t seed, const std::string& name) { return seed ^ fnv1a(name); }
@@ -314,21 +310,104 @@ std::string lineage(const std::string& name, const TrainSettings& s) {
   return r.describe(s) + (r.parent.empty() ? "" : "\nfrom " + lineage(r.parent, s));
 }
 
+// A member's starting weights: fresh (from scratch) or its parent's, upcycled into experts for moe.
+std::unique_ptr<models::TrainableModel> initial_model(const Recipe& r, const TrainSettings& s,
+                                                      const models::ModelSpec& spec, const fs::path& zoo) {
+  if (r.parent.empty()) return std::make_unique<models::TrainableModel>(spec, r.init_seed, s.init_std);
+  models::ModelFolder parent = models::load_model_folder(zoo / r.parent);
+  models::TensorMap tensors;
+  for (const auto& n : parent.names()) tensors[n] = parent.tensor(n).clone();
+  if (spec.mlp == models::MlpKind::SparseMoe) tensors = models::upcycle_to_moe(parent.spec, tensors, spec, r.init_seed);
+  return std::make_unique<models::TrainableModel>(spec, tensors);
+}
+
+// Staged heads (start_heads): a seeded choice of start_heads heads per layer trains alone until
+// all_heads_from x steps, then every head joins (the silenced ones with their initial weights, shrunk by
+// weight decay). The idea (docs/ZOO.md): the copy circuit forms in however many heads are there when
+// recall forms, so fewer heads at that moment give fewer retrieval heads.
+struct StagedHeads {
+  int64_t every_head_from = 0;  // the step every head joins; 0: no stage (every head from step 0)
+  torch::Tensor gate;           // [layers, heads]: 1 for the heads that train from step 0
+  nlohmann::json chosen = nlohmann::json::array();  // [[layer, head], ...] for train_meta.json
+  std::string description;      // "layer 0: 3 9; layer 1: ..." for the log
+};
+
+// Only members trained from scratch; a stage that would end at step 0 is no stage at all.
+StagedHeads staged_heads(const Recipe& r, const TrainSettings& s) {
+  StagedHeads staged;
+  staged.every_head_from = static_cast<int64_t>(std::llround(s.all_heads_from * static_cast<double>(r.steps)));
+  if (s.start_heads == 0 || s.start_heads >= s.heads || !r.parent.empty()) staged.every_head_from = 0;
+  if (staged.every_head_from == 0) return staged;
+  SplitMix64 pick(r.init_seed ^ 0x6865616473ull);
+  staged.gate = torch::zeros({s.layers, s.heads});
+  for (int64_t l = 0; l < s.layers; ++l) {
+    std::vector<int64_t> order(static_cast<size_t>(s.heads));
+    for (int64_t h = 0; h < s.heads; ++h) order[static_cast<size_t>(h)] = h;
+    for (int64_t i = s.heads - 1; i > 0; --i) {  // Fisher-Yates with the job's own generator
+      std::swap(order[static_cast<size_t>(i)], order[pick.uniform_below(static_cast<uint64_t>(i + 1))]);
+    }
+    std::sort(order.begin(), order.begin() + s.start_heads);
+    staged.description += (l ? "; layer " : "layer ") + std::to_string(l) + ":";
+    for (int64_t i = 0; i < s.start_heads; ++i) {
+      staged.gate[l][order[static_cast<size_t>(i)]] = 1.0;
+      staged.chosen.push_back({l, order[static_cast<size_t>(i)]});
+      staged.description += " " + std::to_string(order[static_cast<size_t>(i)]);
+    }
+  }
+  return staged;
+}
+
+// Linear warm-up, cosine decay to 10 %.
+double learning_rate(const Recipe& r, int64_t step, int64_t warmup) {
+  if (step < warmup) return r.lr * static_cast<double>(step + 1) / static_cast<double>(warmup);
+  // M_PI * (step - warmup) first, then the division: the rounding the recipe was trained with.
+  const double angle =
+      M_PI * static_cast<double>(step - warmup) / static_cast<double>(std::max<int64_t>(1, r.steps - warmup));
+  return r.lr * (0.1 + 0.45 * (1 + std::cos(angle)));
+}
+
+// One line of progress: step, loss, the latest held-out accuracy, rate and ETA.
+void log_progress(const Recipe& r, const std::string& rank_tag, int64_t step, const TrainLog& log, double seconds) {
+  const double rate = static_cast<double>(step + 1) / seconds;
+  std::ostringstream acc;
+  if (!log.accuracy.empty()) {
+    acc << ", held-out NIAH answer accuracy " << std::fixed << std::setprecision(3) << log.accuracy.back().second
+        << " (step " << log.accuracy.back().first << ")";
+  }
+  pipeline::log::info("train ", r.name, rank_tag, ": step ", step + 1, "/", r.steps, ", loss ", std::fixed,
+                      std::setprecision(3), log.loss.back(), acc.str(), ", ", std::setprecision(2), rate,
+                      " steps/s, ETA ", std::setprecision(0), static_cast<double>(r.steps - step - 1) / rate, " s");
+}
+
+// Saves a trained member atomically (<name>.partial, then rename) as a Hugging Face folder with the
+// world's tokenizer; train_meta.json, written last, is the completion marker.
+void save_member(const Recipe& r, const TrainSettings& s, const ToyWorld& world, const fs::path& zoo,
+                 const models::ModelSpec& spec, const models::TrainableModel& model, const TrainLog& log,
+                 const StagedHeads& staged) {
+  const fs::path dir = zoo / r.name, tmp = zoo / (r.name + ".partial");
+  fs::remove_all(tmp);
+  models::save_model_folder(tmp, spec, model.tensors());
+  world.write_tokenizer(tmp);
+  nlohmann::json meta = {{"recipe", r.describe(s)},
+                         {"recipe_hash", std::to_string(fnv1a(lineage(r.name, s)))},
+                         {"job_seed", s.seed},
+                         {"host", models::compute_host_description()},  // the weights depend on it
+                         {"seconds", log.seconds},
+                         {"parameters", log.parameters},
+                         {"loss", log.loss}};
+  for (const auto& [st, a] : log.accuracy) meta["accuracy"].push_back({st, a});
+  if (staged.every_head_from > 0) {
+    meta["staged_heads"] = {{"heads_from_step_0", staged.chosen}, {"every_head_from_step", staged.every_head_from}};
+  }
+  std::ofstream(tmp / "train_meta.json") << meta.dump(1) << "\n";
+  fs::remove_all(dir);
+  fs::rename(tmp, dir);
+}
+
 TrainLog train_model(const Recipe& r, const TrainSettings& s, const ToyWorld& world, const fs::path& zoo,
                      const std::string& rank_tag) {
   const models::ModelSpec spec = spec_for(r, s, static_cast<int64_t>(world.vocab().size()));
-  std::unique_ptr<models::TrainableModel> model;
-  if (r.parent.empty()) {
-    model = std::make_unique<models::TrainableModel>(spec, r.init_seed, s.init_std);
-  } else {
-    models::ModelFolder parent = models::load_model_folder(zoo / r.parent);
-    models::TensorMap tensors;
-    for (const auto& n : parent.names()) tensors[n] = parent.tensor(n).clone();
-    if (spec.mlp == models::MlpKind::SparseMoe) {
-      tensors = models::upcycle_to_moe(parent.spec, tensors, spec, r.init_seed);
-    }
-    model = std::make_unique<models::TrainableModel>(spec, tensors);
-  }
+  std::unique_ptr<models::TrainableModel> model = initial_model(r, s, spec, zoo);
   TrainLog log;
   log.parameters = model->parameter_count();
   auto params = model->parameters();
@@ -343,35 +422,11 @@ TrainLog train_model(const Recipe& r, const TrainSettings& s, const ToyWorld& wo
   Batch val = make_batch(world, val_rng, 16, r.context, val_mix);
   torch::Tensor val_answer = val.weights == static_cast<float>(r.mix.answer_weight);
 
-  // Staged heads (start_heads): a seeded choice of start_heads heads per layer trains alone until
-  // all_heads_from x steps, then every head joins (the silenced ones with their initial weights, shrunk by
-  // weight decay). The idea (docs/ZOO.md): the copy circuit forms in however many heads are there when
-  // recall forms, so fewer heads at that moment give fewer retrieval heads.
-  // Only members trained from scratch; a stage that would end at step 0 is no stage at all.
-  int64_t all_heads_step = static_cast<int64_t>(std::llround(s.all_heads_from * static_cast<double>(r.steps)));
-  if (s.start_heads == 0 || s.start_heads >= s.heads || !r.parent.empty()) all_heads_step = 0;
-  nlohmann::json start_heads = nlohmann::json::array();  // [[layer, head], ...] for train_meta.json
-  if (all_heads_step > 0) {
-    SplitMix64 pick(r.init_seed ^ 0x6865616473ull);
-    torch::Tensor gate = torch::zeros({s.layers, s.heads});
-    std::ostringstream chosen;
-    for (int64_t l = 0; l < s.layers; ++l) {
-      std::vector<int64_t> order(static_cast<size_t>(s.heads));
-      for (int64_t h = 0; h < s.heads; ++h) order[static_cast<size_t>(h)] = h;
-      for (int64_t i = s.heads - 1; i > 0; --i) {  // Fisher-Yates with the job's own generator
-        std::swap(order[static_cast<size_t>(i)], order[pick.uniform_below(static_cast<uint64_t>(i + 1))]);
-      }
-      std::sort(order.begin(), order.begin() + s.start_heads);
-      chosen << (l ? "; " : "") << "layer " << l << ":";
-      for (int64_t i = 0; i < s.start_heads; ++i) {
-        gate[l][order[static_cast<size_t>(i)]] = 1.0;
-        start_heads.push_back({l, order[static_cast<size_t>(i)]});
-        chosen << " " << order[static_cast<size_t>(i)];
-      }
-    }
-    model->set_head_gate(gate);
-    pipeline::log::info("train ", r.name, rank_tag, ": heads training from step 0 (", chosen.str(),
-                        "); every head from step ", all_heads_step);
+  const StagedHeads staged = staged_heads(r, s);
+  if (staged.every_head_from > 0) {
+    model->set_head_gate(staged.gate);
+    pipeline::log::info("train ", r.name, rank_tag, ": heads training from step 0 (", staged.description,
+                        "); every head from step ", staged.every_head_from);
   }
 
   SplitMix64 rng(r.init_seed ^ 0x747261696eull);
@@ -380,16 +435,13 @@ TrainLog train_model(const Recipe& r, const TrainSettings& s, const ToyWorld& wo
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
   double last_report = 0;
   for (int64_t step = 0; step < r.steps; ++step) {
-    if (all_heads_step > 0 && step == all_heads_step) model->set_head_gate(torch::Tensor());
+    if (staged.every_head_from > 0 && step == staged.every_head_from) model->set_head_gate(torch::Tensor());
     if (step == r.late_mix_step) {
       const TrainingMix& m = r.late_mix;
       pipeline::log::info("train ", r.name, rank_tag, ": the late mix (niah, qa, reasoning, copy ", m.niah, ", ", m.qa,
                           ", ", m.reasoning, ", ", m.copy, ") from step ", step);
     }
-    // Linear warm-up, cosine decay to 10 %.
-    double lr = step < warmup ? r.lr * static_cast<double>(step + 1) / static_cast<double>(warmup)
-                              : r.lr * (0.1 + 0.45 * (1 + std::cos(M_PI * static_cast<double>(step - warmup) /
-                                                                    static_cast<double>(std::max<int64_t>(1, r.steps - warmup)))));
+    const double lr = learning_rate(r, step, warmup);
     for (auto& group : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
     const int64_t shortest = std::min<int64_t>(r.parent.empty() ? s.curriculum_start : s.context, r.context);
     const int64_t length = training_length(step, r.steps, shortest, r.context, !r.parent.empty(), s.long_full_share, rng);
@@ -413,34 +465,11 @@ TrainLog train_model(const Recipe& r, const TrainSettings& s, const ToyWorld& wo
     }
     if (elapsed() - last_report > 10.0 || last) {
       last_report = elapsed();
-      const double rate = static_cast<double>(step + 1) / elapsed();
-      std::ostringstream acc;
-      if (!log.accuracy.empty()) acc << ", held-out NIAH answer accuracy " << std::fixed << std::setprecision(3) << log.accuracy.back().second
-                                      << " (step " << log.accuracy.back().first << ")";
-      pipeline::log::info("train ", r.name, rank_tag, ": step ", step + 1, "/", r.steps, ", loss ", std::fixed,
-                          std::setprecision(3), log.loss.back(), acc.str(), ", ", std::setprecision(2), rate,
-                          " steps/s, ETA ", std::setprecision(0), static_cast<double>(r.steps - step - 1) / rate, " s");
+      log_progress(r, rank_tag, step, log, last_report);
     }
   }
   log.seconds = elapsed();
-
-  // Save atomically: <name>.partial, then rename; train_meta.json is the completion marker.
-  const fs::path dir = zoo / r.name, tmp = zoo / (r.name + ".partial");
-  fs::remove_all(tmp);
-  models::save_model_folder(tmp, spec, model->tensors());
-  world.write_tokenizer(tmp);
-  nlohmann::json meta = {{"recipe", r.describe(s)},
-                         {"recipe_hash", std::to_string(fnv1a(lineage(r.name, s)))},
-                         {"seconds", log.seconds},
-                         {"parameters", log.parameters},
-                         {"loss", log.loss}};
-  for (const auto& [st, a] : log.accuracy) meta["accuracy"].push_back({st, a});
-  if (all_heads_step > 0) {
-    meta["staged_heads"] = {{"heads_from_step_0", start_heads}, {"every_head_from_step", all_heads_step}};
-  }
-  std::ofstream(tmp / "train_meta.json") << meta.dump(1) << "\n";
-  fs::remove_all(dir);
-  fs::rename(tmp, dir);
+  save_member(r, s, world, zoo, spec, *model, log, staged);
   return log;
 }
 

@@ -1,11 +1,39 @@
 // Shared helpers for the test suite: paths, temporary directories, running the rhead binary.
 #pragma once
 
+#include <gtest/gtest.h>
+
+#include <exception>
 #include <filesystem>
+#include <initializer_list>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace test_support {
+
+// The one helper for error-message tests: runs `fn`, expects it to throw E, and returns the message
+// ("" and a test failure when it throws nothing; the message and a failure when it throws another type).
+template <class E, class F>
+std::string error_of(F&& fn) {
+  try {
+    fn();
+  } catch (const E& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "threw a different exception type: " << e.what();
+    return e.what();
+  }
+  ADD_FAILURE() << "did not throw";
+  return "";
+}
+
+// Expects `text` (an error message, a log) to contain every fragment; names the missing ones.
+inline void expect_contains(const std::string& text, std::initializer_list<std::string_view> fragments) {
+  for (std::string_view f : fragments) {
+    EXPECT_NE(text.find(f), std::string::npos) << "missing \"" << f << "\" in:\n" << text;
+  }
+}
 
 // Source tree root (where CMakeLists.txt is) and the rhead executable under test.
 std::filesystem::path source_dir();

@@ -251,3 +251,16 @@ TEST(E2ESelftest, BadJobFilesGiveOneClearError) {
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_NE(missing.output.find("nope.ini: cannot open the job file"), std::string::npos) << missing.output;
 }
+
+TEST(E2EFigures, TheRunDirectoryReachesTheReportAsOneArgumentWithoutAShell) {
+  // A run directory whose name a shell would split, quote or expand: rhead figures passes it through an
+  // argument vector, so the report is written inside it and nothing in the name runs.
+  test_support::TempDir dir("figures_argv");
+  const fs::path run = dir.path() / "it's a $(touch pwned) `touch pwned2` run";
+  fs::create_directories(run);
+  auto r = run_command("cd " + dir.path().string() + " && " + test_support::rhead_exe().string() + " figures \"" +
+                       std::regex_replace(run.string(), std::regex(R"([$`"\\])"), R"(\$&)") + "\"");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(fs::exists(run / "figures" / "report.md")) << r.output;
+  EXPECT_FALSE(fs::exists(dir.path() / "pwned") || fs::exists(dir.path() / "pwned2")) << "the name ran as a command";
+}

@@ -30,19 +30,6 @@ models::ModelSpec spec_from(const nlohmann::json& config, const std::string& fam
 // Random tensors for every expected tensor of `spec`, in spec.checkpoint_dtype.
 models::TensorMap random_checkpoint(const models::ModelSpec& spec, uint64_t seed = 0);
 
-// Runs `fn`, expects it to throw E, and returns the message ("" and a test failure otherwise).
-template <class E, class F>
-std::string error_of(F&& fn) {
-  try {
-    fn();
-  } catch (const E& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "threw a different exception type: " << e.what();
-    return e.what();
-  }
-  ADD_FAILURE() << "did not throw";
-  return "";
-}
+using test_support::error_of;
 
 }  // namespace loading_test

@@ -5,7 +5,7 @@
 #include <string>
 
 #include "pipeline/core/error.h"
-#include "stages/generate/needles.h"
+#include "stages/niah/needles.h"
 #include "tests/common/test_support.h"
 #include "tests/prompt/prompt_test_util.h"
 
@@ -16,13 +16,8 @@ using test_support::write_text_file;
 
 std::string needles_error(const fs::path& file, const std::string& text) {
   write_text_file(file, text);
-  try {
-    stages::read_needles_jsonl(file);
-  } catch (const pipeline::InputError& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected pipeline::InputError for " << text;
-  return "";
+  SCOPED_TRACE(text);
+  return test_support::error_of<pipeline::InputError>([&] { stages::read_needles_jsonl(file); });
 }
 
 TEST(Needles, ReadsOfficialFormatAndAlias) {

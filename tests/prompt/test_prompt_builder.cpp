@@ -6,7 +6,7 @@
 #include <string>
 
 #include "pipeline/core/error.h"
-#include "stages/generate/prompt_builder.h"
+#include "stages/niah/prompt_builder.h"
 #include "tests/common/test_support.h"
 #include "tests/prompt/prompt_test_util.h"
 
@@ -70,6 +70,15 @@ TEST(PromptTemplate, BaseAndChatText) {
   EXPECT_EQ(after, "</book>\nBased on the content of the book, Question: Q?\nAnswer: [/INST]");
   EXPECT_THROW(PromptTemplate::chat("[INST] {system} [/INST]"), pipeline::ConfigError);
   EXPECT_THROW(PromptTemplate::chat("{user}{user}"), pipeline::ConfigError);
+}
+
+TEST(PromptTemplate, WrapsAWholeUserMessage) {
+  // A task item's prompt (ablate): the text alone for a base model; in a chat template, "{user}" becomes
+  // the text and every "{system}" the system text, while braces inside the user text stay as they are.
+  EXPECT_EQ(PromptTemplate::base().wrap("Q {system}?"), "Q {system}?");
+  const auto sys = PromptTemplate::chat("[{system}] <s>[INST] {user} [/INST] ({system})", "S");
+  EXPECT_EQ(sys.wrap("Q {system}?"), "[S] <s>[INST] Q {system}? [/INST] (S)");
+  EXPECT_EQ(PromptTemplate::chat("<s>[INST] {user} [/INST]").wrap(""), "<s>[INST]  [/INST]");
 }
 
 TEST(FindNeedleSpan, OfficialSetOverlapRule) {
@@ -158,7 +167,7 @@ TEST(FaithfulPrompt, ShortHaystackAndTinyLength) {
   EXPECT_EQ(p.ids.size(), 1u + 110u + 14u);  // last "." + "Based" = one token
   EXPECT_TRUE(p.answer_found());
   // L = 0: budget -200 gives Python's ctx[:-209] = [] of the decoded (empty) context [BOS]: the prompt is
-  // essentially the needle (PAPER 4.3: "length 0 degenerates").
+  // essentially the needle (docs/PAPER_NOTES.md, "The NIAH grid": "length 0 degenerates").
   const BuiltPrompt z = stages::build_prompt(tok, haystack(), kNeedle, 0, 50, options(PromptMode::kFaithful, 200, periods));
   EXPECT_EQ(z.context, "<s> The secret code is alpha beta gamma .");
   EXPECT_TRUE(z.answer_found());

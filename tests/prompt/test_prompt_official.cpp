@@ -7,7 +7,7 @@
 #include <memory>
 #include <string>
 
-#include "stages/generate/prompt_builder.h"
+#include "stages/niah/prompt_builder.h"
 #include "tests/common/test_support.h"
 #include "tests/prompt/prompt_test_util.h"
 

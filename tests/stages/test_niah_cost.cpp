@@ -1,10 +1,10 @@
 // Sharding estimates of NIAH cells: the attention crossover of a model and the cost of a cell's prefill
-// rows (stages/common/niah_cell.h), against hand-worked values.
+// rows (stages/niah/niah_cell.h), against hand-worked values.
 #include <gtest/gtest.h>
 
 #include "models/model_spec.h"
 #include "pipeline/core/sharding.h"
-#include "stages/common/niah_cell.h"
+#include "stages/niah/niah_cell.h"
 
 namespace {
 
@@ -38,16 +38,28 @@ TEST(NiahCost, ColdAndWarmCountTheRowsComputed) {
   // [400, 800); after a shallower one (row 80): [0, 800) + [400, 512) again (the call before 80 is not whole).
   const double c = 2304.0;
   const auto range = [&](int64_t a, int64_t b, int64_t steps) { return pipeline::generation_range_cost(a, b, steps, c); };
-  const stages::NiahCellCost deeper = stages::niah_cell_cost(1000, 200, 50, 90, true, true, 512, 20, c);
+  stages::NiahCostModel fixed;  // 200 buffer tokens, fixed prompts in calls of 512, 20 decode steps
+  fixed.buffer_tokens = 200;
+  fixed.reuse_prefix = true;
+  fixed.split_at_needle = true;
+  fixed.prefill_call = 512;
+  fixed.max_new_tokens = 20;
+  fixed.quadratic_crossover = c;
+  const stages::NiahCellCost deeper = stages::niah_cell_cost(fixed, 1000, 50, 90);
   EXPECT_DOUBLE_EQ(deeper.cold, range(0, 800, 20) + range(400, 512, 0));
   EXPECT_DOUBLE_EQ(deeper.warm, range(400, 800, 20));
-  const stages::NiahCellCost shallower = stages::niah_cell_cost(1000, 200, 50, 10, true, true, 512, 20, c);
+  const stages::NiahCellCost shallower = stages::niah_cell_cost(fixed, 1000, 50, 10);
   EXPECT_DOUBLE_EQ(shallower.warm, shallower.cold);
   // Without reuse every cell is cold; a needle at row 0 splits nothing.
-  EXPECT_DOUBLE_EQ(stages::niah_cell_cost(1000, 200, 50, 90, false, true, 512, 20, c).warm, deeper.cold);
-  EXPECT_DOUBLE_EQ(stages::niah_cell_cost(1000, 200, 0, -1, true, true, 512, 20, c).cold, range(0, 800, 20));
+  stages::NiahCostModel no_reuse = fixed;
+  no_reuse.reuse_prefix = false;
+  EXPECT_DOUBLE_EQ(stages::niah_cell_cost(no_reuse, 1000, 50, 90).warm, deeper.cold);
+  EXPECT_DOUBLE_EQ(stages::niah_cell_cost(fixed, 1000, 0, -1).cold, range(0, 800, 20));
   // Faithful prompts do not split: calls of 128, after a deeper needle the whole calls before row 400.
-  const stages::NiahCellCost whole = stages::niah_cell_cost(1000, 200, 50, 90, true, false, 128, 20, c);
+  stages::NiahCostModel faithful = fixed;
+  faithful.split_at_needle = false;
+  faithful.prefill_call = 128;
+  const stages::NiahCellCost whole = stages::niah_cell_cost(faithful, 1000, 50, 90);
   EXPECT_DOUBLE_EQ(whole.cold, range(0, 800, 20));
   EXPECT_DOUBLE_EQ(whole.warm, range(384, 800, 20));
 }

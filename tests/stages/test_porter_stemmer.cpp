@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "stages/generate/porter_stemmer.h"
+#include "stages/niah/porter_stemmer.h"
 #include "tests/common/test_support.h"
 
 namespace {

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "pipeline/core/error.h"
-#include "stages/generate/rouge.h"
+#include "stages/niah/rouge.h"
 
 namespace {
 

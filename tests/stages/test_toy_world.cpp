@@ -15,7 +15,7 @@
 
 #include "models/tokenizer/tokenizer.h"
 #include "pipeline/core/error.h"
-#include "stages/generate/needles.h"
+#include "stages/niah/needles.h"
 #include "stages/train/toy_world.h"
 #include "stages/train/train_stage.h"
 #include "tests/common/test_support.h"

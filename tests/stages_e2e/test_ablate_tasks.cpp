@@ -8,26 +8,15 @@
 
 #include "pipeline/core/error.h"
 #include "stages/ablate/ablate_ops.h"
+#include "tests/common/test_support.h"
 
 using stages::TaskKind;
 
 namespace {
 
-// The message of the exception `f` throws (as type E), or a failure when it throws nothing.
-template <class E>
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no exception";
-  return "";
-}
+using test_support::error_of;
 
-void expect_has(const std::string& text, const std::string& part) {
-  EXPECT_NE(text.find(part), std::string::npos) << "missing \"" << part << "\" in:\n" << text;
-}
+void expect_has(const std::string& text, const std::string& part) { test_support::expect_contains(text, {part}); }
 
 }  // namespace
 
@@ -43,13 +32,13 @@ TEST(AblateTasks, EntryNameKindPath) {
   for (const char* bad : {"squad.jsonl", "squad=squad.jsonl", "squad=mcq:s.jsonl", "sq.uad=qa:s.jsonl", "=qa:s.jsonl",
                           "squad=qa:"}) {
     const std::string m =
-        message_of<pipeline::ConfigError>([&] { stages::parse_task_entry(bad, "jobs/x.ini"); });
+        error_of<pipeline::ConfigError>([&] { stages::parse_task_entry(bad, "jobs/x.ini"); });
     expect_has(m, "[config] jobs/x.ini: [ablate] tasks: entry '" + std::string(bad) + "'");
     expect_has(m, "expected name=kind:path with kind qa, cot or direct");
   }
-  expect_has(message_of<pipeline::ConfigError>([] { stages::parse_task_entry("s=mcq:s.jsonl", "j"); }),
+  expect_has(error_of<pipeline::ConfigError>([] { stages::parse_task_entry("s=mcq:s.jsonl", "j"); }),
              "unknown kind 'mcq'");
-  expect_has(message_of<pipeline::ConfigError>([] { stages::parse_task_entry("s.x=qa:s.jsonl", "j"); }),
+  expect_has(error_of<pipeline::ConfigError>([] { stages::parse_task_entry("s.x=qa:s.jsonl", "j"); }),
              "name 's.x' is not made of letters, digits, '_' and '-' only");
 }
 
@@ -102,7 +91,7 @@ TEST(AblateTasks, ScoresArePercentOfSquadScoreOnThePrediction) {
 
 TEST(AblateTasks, FileErrorsNameFileLineFieldAndExpectedType) {
   const auto err = [](const std::string& text, TaskKind kind) {
-    return message_of<pipeline::InputError>([&] { stages::parse_task_jsonl(text, kind, "data/t.jsonl"); });
+    return error_of<pipeline::InputError>([&] { stages::parse_task_jsonl(text, kind, "data/t.jsonl"); });
   };
   const std::string ok = "{\"context\": \"c\", \"question\": \"q\", \"answers\": [\"a\"]}\n";
   std::string m = err(ok + "{\"context\": \"c\", \"question\": \"q\", \"answers\": [\"a\"]\n", TaskKind::kQa);

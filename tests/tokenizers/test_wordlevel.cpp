@@ -36,13 +36,8 @@ class WordLevelTest : public ::testing::Test {
     const fs::path dir = m_dir.path() / name;
     fs::create_directories(dir);
     test_support::write_text_file(dir / "tokenizer.json", text);
-    try {
-      models::load_tokenizer(dir);
-    } catch (const pipeline::InputError& e) {
-      return e.what();
-    }
-    ADD_FAILURE() << name << ": expected pipeline::InputError";
-    return "";
+    SCOPED_TRACE(name);
+    return test_support::error_of<pipeline::InputError>([&] { models::load_tokenizer(dir); });
   }
   test_support::TempDir m_dir{"tok-wordlevel"};
 };
@@ -156,14 +151,7 @@ TEST_F(WordLevelTest, LoadTokenizerJsonReadsOneFile) {
 
 TEST_F(WordLevelTest, WriterRejectsBadVocabularies) {
   const fs::path path = m_dir.path() / "bad_writer.json";
-  const auto message = [&](const std::function<void()>& fn) -> std::string {
-    try {
-      fn();
-    } catch (const pipeline::InputError& e) {
-      return e.what();
-    }
-    return "no error";
-  };
+  const auto message = [](const std::function<void()>& fn) { return test_support::error_of<pipeline::InputError>(fn); };
   EXPECT_NE(message([&] { models::write_wordlevel_tokenizer_json(path, {"a", "b"}, "<unk>", {}); })
                 .find("unk token \"<unk>\" is not in the vocabulary"),
             std::string::npos);

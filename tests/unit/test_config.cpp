@@ -3,6 +3,7 @@
 
 #include "pipeline/core/config.h"
 #include "pipeline/core/error.h"
+#include "tests/common/test_support.h"
 
 using pipeline::Config;
 using pipeline::ConfigError;
@@ -27,14 +28,8 @@ ConfigSchema schema() {
 
 // Runs `fn`, expecting a ConfigError whose message contains every fragment.
 template <class Fn>
-void expect_error(Fn&& fn, std::initializer_list<const char*> fragments) {
-  try {
-    fn();
-    FAIL() << "expected a ConfigError";
-  } catch (const ConfigError& e) {
-    std::string what = e.what();
-    for (const char* f : fragments) EXPECT_NE(what.find(f), std::string::npos) << "missing '" << f << "' in: " << what;
-  }
+void expect_error(Fn&& fn, std::initializer_list<std::string_view> fragments) {
+  test_support::expect_contains(test_support::error_of<ConfigError>(fn), fragments);
 }
 
 }  // namespace
@@ -51,7 +46,7 @@ TEST(Config, ValuesDefaultsAndLists) {
   EXPECT_DOUBLE_EQ(c.get_float("job.rate"), 0.5);
   EXPECT_TRUE(c.get_bool("job.verbose"));
   EXPECT_EQ(c.get_strings("job.stages"), (std::vector<std::string>{"generate", "score", "ablate"}));
-  // The official grid (PAPER.md 4.3): numpy.round(linspace(1000, 50000, 20)), half-to-even.
+  // The official grid (docs/PAPER_NOTES.md, "The NIAH grid"): numpy.round(linspace(1000, 50000, 20)), half-to-even.
   std::vector<int64_t> lengths = {1000,  3579,  6158,  8737,  11316, 13895, 16474, 19053, 21632, 24211,
                                   26789, 29368, 31947, 34526, 37105, 39684, 42263, 44842, 47421, 50000};
   EXPECT_EQ(c.get_ints("grid.lengths"), lengths);
@@ -66,7 +61,7 @@ TEST(Config, ValuesDefaultsAndLists) {
 }
 
 TEST(Config, DepthGridMatchesPaper) {
-  // round(linspace(0, 100, 10)) = 0, 11, 22, 33, 44, 56, 67, 78, 89, 100 (PAPER.md 4.3).
+  // round(linspace(0, 100, 10)) = 0, 11, 22, 33, 44, 56, 67, 78, 89, 100 (docs/PAPER_NOTES.md, "The NIAH grid").
   EXPECT_EQ(pipeline::linspace_rounded(0, 100, 10), (std::vector<int64_t>{0, 11, 22, 33, 44, 56, 67, 78, 89, 100}));
   // Half-to-even: linspace(0, 5, 11) has 0.5 -> 0, 1.5 -> 2, 2.5 -> 2.
   auto r = pipeline::linspace_rounded(0, 5, 11);

@@ -1,4 +1,4 @@
-#include "stages/generate/needles.h"
+#include "stages/niah/needles.h"
 
 #include <algorithm>
 #include <fstream>

@@ -1,10 +1,10 @@
-#include "stages/generate/rouge.h"
+#include "stages/niah/rouge.h"
 
 #include <algorithm>
 #include <unordered_map>
 
 #include "pipeline/core/error.h"
-#include "stages/generate/porter_stemmer.h"
+#include "stages/niah/porter_stemmer.h"
 
 namespace stages {
 namespace {

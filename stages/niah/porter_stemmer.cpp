@@ -1,6 +1,6 @@
 // Port of nltk/stem/porter.py (NLTK 3.8, mode NLTK_EXTENSIONS). Function names follow the Python
 // methods (_step1a ... _step5b) so the two can be read side by side; rule order matters and is kept.
-#include "stages/generate/porter_stemmer.h"
+#include "stages/niah/porter_stemmer.h"
 
 #include <array>
 #include <utility>

@@ -16,8 +16,8 @@
 #include "models/head_mask.h"
 #include "pipeline/store/hdf5_file.h"
 #include "stages/common/model_section.h"
-#include "stages/generate/needles.h"
-#include "stages/generate/prompt_builder.h"
+#include "stages/niah/needles.h"
+#include "stages/niah/prompt_builder.h"
 
 namespace stages {
 
@@ -81,21 +81,29 @@ std::vector<NiahCellResult> run_niah_cells(const LoadedModel& model, const std::
 void write_niah_cell_attrs(pipeline::store::Group& out, const NiahCellResult& r, size_t needle, int64_t context_length,
                            int64_t depth_percent);
 
+// How a stage computes its NIAH cells, for their sharding estimates (niah_cell_cost).
+struct NiahCostModel {
+  int64_t buffer_tokens = 0;        // a prompt is about context_length - buffer_tokens tokens
+  bool reuse_prefix = true;         // a prompt reuses the prefill of the one before it (models::PrefixCache)
+  bool split_at_needle = false;     // fixed prompts know their needle's token: it splits the prefill
+  int64_t prefill_call = 0;         // rows per prefill call (0: the whole prompt in one)
+  int64_t max_new_tokens = 0;       // decode steps after the prompt
+  double quadratic_crossover = 1;   // attention_crossover of the model
+};
+
 // Sharding estimates for one NIAH cell (pipeline/core/sharding.h, WorkItem::cost and
-// cost_after_previous): a prompt of about context_length - buffer_tokens tokens, then max_new_tokens
-// decode steps, in prefill calls of prefill_call rows. With split_at_needle (fixed prompts, which know
-// their needle's token) the needle splits the prefill (models::PrefillCall: the call holding the needle
-// runs whole and again from the needle); with reuse_prefix, after a prompt of the same haystack and
-// length whose needle sat at previous_depth (percent; < 0: none) at or after its own, the prefill then
-// computes only the rows from its needle on; otherwise from the whole calls before the shallower needle.
-// Rows are weighted by their position (pipeline::generation_range_cost): rows near the end of a long
-// prompt attend to more keys, so a deep needle's short prefill costs more per row.
+// cost_after_previous): a prompt, then the decode steps, in prefill calls (NiahCostModel). With
+// split_at_needle the needle splits the prefill (models::PrefillCall: the call holding the needle runs
+// whole and again from the needle); with reuse_prefix, after a prompt of the same haystack and length
+// whose needle sat at previous_depth_percent (< 0: none) at or after its own, the prefill then computes
+// only the rows from its needle on; otherwise from the whole calls before the shallower needle. Rows are
+// weighted by their position (pipeline::generation_range_cost): rows near the end of a long prompt
+// attend to more keys, so a deep needle's short prefill costs more per row.
 struct NiahCellCost {
   double cold = 0, warm = 0;
 };
-NiahCellCost niah_cell_cost(int64_t context_length, int64_t buffer_tokens, int64_t depth_percent,
-                            int64_t previous_depth_percent, bool reuse_prefix, bool split_at_needle,
-                            int64_t prefill_call, int64_t max_new_tokens, double quadratic_crossover);
+NiahCellCost niah_cell_cost(const NiahCostModel& model, int64_t context_length, int64_t depth_percent,
+                            int64_t previous_depth_percent);
 
 // The position at which a token's attention FLOPs (4 q_dim p per layer) equal its projections' (twice
 // the q, k, v, o and MLP weights per layer; active experts only): the quadratic_crossover of

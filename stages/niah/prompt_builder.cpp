@@ -1,4 +1,4 @@
-#include "stages/generate/prompt_builder.h"
+#include "stages/niah/prompt_builder.h"
 
 #include <algorithm>
 #include <cctype>
@@ -166,6 +166,16 @@ std::pair<std::string, std::string> PromptTemplate::split(std::string_view quest
   return {fill_system(whole.substr(0, slot), system) + "<book>",
           str_cat("</book>\n", question_text(question),
                   fill_system(whole.substr(slot + kUserSlot.size()), system))};
+}
+
+std::string PromptTemplate::wrap(std::string_view user) const {
+  if (kind == Kind::kBase) return std::string(user);
+  const size_t slot = chat_text.find(kUserSlot);
+  RHEAD_CHECK(slot != std::string::npos, ConfigError, "[prompt] chat template \"", preview(chat_text),
+              "\": no \"{user}\"");
+  const std::string_view whole(chat_text);
+  return str_cat(fill_system(whole.substr(0, slot), system), user,
+                 fill_system(whole.substr(slot + kUserSlot.size()), system));
 }
 
 std::string PromptTemplate::render(std::string_view context, std::string_view question) const {

@@ -1,11 +1,11 @@
-#include "stages/common/niah_cell.h"
+#include "stages/niah/niah_cell.h"
 
 #include <algorithm>
 
 #include "models/generation.h"
 #include "pipeline/core/error.h"
 #include "pipeline/core/sharding.h"
-#include "stages/generate/rouge.h"
+#include "stages/niah/rouge.h"
 
 namespace stages {
 
@@ -160,10 +160,12 @@ double attention_crossover(const models::ModelSpec& spec) {
   return std::max(1.0, (attention + mlp) / (2.0 * static_cast<double>(spec.q_dim())));
 }
 
-NiahCellCost niah_cell_cost(int64_t context_length, int64_t buffer_tokens, int64_t depth_percent,
-                            int64_t previous_depth_percent, bool reuse_prefix, bool split_at_needle,
-                            int64_t prefill_call, int64_t max_new_tokens, double quadratic_crossover) {
-  const int64_t prompt = std::max<int64_t>(context_length - buffer_tokens, 1);
+NiahCellCost niah_cell_cost(const NiahCostModel& model, int64_t context_length, int64_t depth_percent,
+                            int64_t previous_depth_percent) {
+  const int64_t prefill_call = model.prefill_call, max_new_tokens = model.max_new_tokens;
+  const bool split_at_needle = model.split_at_needle;
+  const double quadratic_crossover = model.quadratic_crossover;
+  const int64_t prompt = std::max<int64_t>(context_length - model.buffer_tokens, 1);
   const int64_t needle = depth_percent * prompt / 100;  // about where the needle splits the prefill
   // The call holding the needle runs whole and again from the needle (models::PrefillCall).
   const int64_t call_begin = prefill_call > 0 ? needle / prefill_call * prefill_call : 0;
@@ -175,7 +177,7 @@ NiahCellCost niah_cell_cost(int64_t context_length, int64_t buffer_tokens, int64
     return c;
   };
   double warm = cost(0);
-  if (reuse_prefix && previous_depth_percent >= 0) {
+  if (model.reuse_prefix && previous_depth_percent >= 0) {
     const int64_t previous = previous_depth_percent * prompt / 100;
     const int64_t common = std::min(previous, needle);  // the prompts part at the shallower needle
     const int64_t whole_calls = prefill_call > 0 ? common / prefill_call * prefill_call : 0;

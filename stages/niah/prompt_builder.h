@@ -1,5 +1,5 @@
 // NIAH prompt construction for retrieval-head detection and the masked NIAH (docs/PROMPTS.md;
-// PAPER.md sections 4.4, 4.5, 10). Two modes:
+// docs/PAPER_NOTES.md, "Prompts"). Two modes:
 //   faithful  the official retrieval_head_detection.py token arithmetic, quirks included: BOS from
 //             every encode, decode/re-encode round trips (a "<s>" lands before the needle), the
 //             caller's period ids (Llama's by default, whatever the model), search of the answer span
@@ -16,7 +16,7 @@
 #include <utility>
 #include <vector>
 
-#include "stages/generate/needles.h"
+#include "stages/niah/needles.h"
 
 namespace models {
 class Tokenizer;
@@ -57,6 +57,9 @@ struct PromptTemplate {
   std::string render(std::string_view context, std::string_view question) const;
   // The prompt text before and after the context (fixed mode tokenizes these two parts apart).
   std::pair<std::string, std::string> split(std::string_view question) const;
+  // A whole user message in the template (a downstream task item): the text alone (base), or the chat
+  // text with "{user}" replaced by it and every "{system}" by the system text.
+  std::string wrap(std::string_view user) const;
 };
 
 // Llama-2's "." and "▁." ids: the official default (--model_provider LLaMA), used for every model.
