@@ -28,7 +28,7 @@ using pipeline::ConfigError;
 using pipeline::KeyType;
 
 int64_t training_length(int64_t step, int64_t steps, int64_t shortest, int64_t context, bool continued,
-                        double full_share, SplitMix64& rng, int64_t draw_from) {
+                        double full_share, SplitMix64& rng) {
   // Length curriculum: short sequences first, rising linearly to the full context half-way through
   // (multiples of 16; the batch keeps the tokens per step constant). From scratch it starts at
   // curriculum_start: at initialisation a head spreads its attention over the whole prefix, so the
@@ -36,8 +36,7 @@ int64_t training_length(int64_t step, int64_t steps, int64_t shortest, int64_t c
   // short distances (measured: no recall after 1500 steps at 128 tokens, recall by ~800 steps from 32).
   // Continued pretraining at a longer context (long) starts at the parent's context, so the learned
   // heads are stretched rather than swamped by 4x longer distractor spans.
-  if (draw_from < 0) draw_from = shortest;
-  if (shortest >= context && draw_from >= context) return context;
+  if (shortest >= context) return context;
   if (step < steps / 2) {
     const int64_t length = shortest + (context - shortest) * step / std::max<int64_t>(1, steps / 2);
     return std::max<int64_t>(shortest, length / 16 * 16);
@@ -46,10 +45,8 @@ int64_t training_length(int64_t step, int64_t steps, int64_t shortest, int64_t c
   // [parent context, context]: long keeps its skill at the parent's lengths, where the ablation grid tests
   // every member (measured: with every step at 512, masking 5 random heads kept 71 % of long's NIAH at
   // 96-128 tokens; with half the steps drawn, 91 %; docs/ZOO.md step 5).
-  // Fine-tunes can draw from shorter lengths still (finetune_draw_from), down to where NIAH is tested.
   if (continued && static_cast<double>(rng.next() >> 11) * 0x1.0p-53 >= full_share) {
-    const auto choices = static_cast<uint64_t>((context - draw_from) / 16 + 1);
-    return draw_from + static_cast<int64_t>(rng.uniform_below(choices)) * 16;
+    return shortest + static_cast<int64_t>(rng.uniform_below(static_cast<uint64_t>((context - shortest) / 16 + 1))) * 16;
   }
   return context;
 }
@@ -85,7 +82,6 @@ struct TrainSettings {
   std::string other_family;
   int64_t qa_items = 0, reasoning_items = 0, qa_context_words = 0, curriculum_start = 0;
   double long_full_share = 0;  // long after its ramp: share of steps at the full context
-  int64_t finetune_draw_from = 0;  // fine-tunes' shortest drawn length (0: the parent's context)
   uint64_t seed = 0;
 
   // Dimensions per attention head: head_dim, or hidden / heads when it is 0 (0 when that does not divide).
@@ -138,7 +134,6 @@ TrainSettings read_settings(const pipeline::Config& c, const fs::path& run_dir) 
   s.qa_context_words = c.get_int("train.qa_context_words");
   s.curriculum_start = c.get_int("train.curriculum_start");
   s.long_full_share = c.get_float("train.long_full_share");
-  s.finetune_draw_from = c.get_int("train.finetune_draw_from");
   s.seed = static_cast<uint64_t>(c.get_int("job.seed"));
   return s;
 }
@@ -203,7 +198,6 @@ struct Recipe {
     if (s.start_heads > 0) o << " start_heads=" << s.start_heads << "@" << s.all_heads_from;
     if (s.road_facts != "none") o << " road_facts=" << s.road_facts;
     if (s.road_steps != 2) o << " road_steps=" << s.road_steps;
-    if (s.finetune_draw_from > 0 && !parent.empty()) o << " draw_from=" << s.finetune_draw_from;
     if (!s.late_mix.empty()) {
       o << " late_mix=" << s.late_mix[0] << "/" << s.late_mix[1] << "/" << s.late_mix[2] << "/" << s.late_mix[3] << "@"
         << s.late_mix_from;
@@ -450,9 +444,7 @@ TrainLog train_model(const Recipe& r, const TrainSettings& s, const ToyWorld& wo
     const double lr = learning_rate(r, step, warmup);
     for (auto& group : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
     const int64_t shortest = std::min<int64_t>(r.parent.empty() ? s.curriculum_start : s.context, r.context);
-    const int64_t draw_from = r.parent.empty() || s.finetune_draw_from == 0 ? shortest : s.finetune_draw_from;
-    const int64_t length =
-        training_length(step, r.steps, shortest, r.context, !r.parent.empty(), s.long_full_share, rng, draw_from);
+    const int64_t length = training_length(step, r.steps, shortest, r.context, !r.parent.empty(), s.long_full_share, rng);
     const TrainingMix& mix = r.late_mix_step >= 0 && step >= r.late_mix_step ? r.late_mix : r.mix;
     Batch b = make_batch(world, rng, r.batch * r.context / length, length, mix);
     auto logits = model->forward(b.ids.narrow(1, 0, length - 1));  // [B, T-1, V]
@@ -552,9 +544,6 @@ void TrainStage::declare(pipeline::ConfigSchema& schema) const {
       .optional("train.long_full_share", KeyType::Float, "0.5",
                 "long, after its ramp: share of steps at the full context (the others draw a length from "
                 "[context, long context])")
-      .optional("train.finetune_draw_from", KeyType::Int, "0",
-                "long, chat and moe, in the second half of their steps: the shortest of the lengths drawn for "
-                "1 - long_full_share of the steps (0: the parent's context; chat and moe then train at it alone)")
       .optional("train.curriculum_start", KeyType::Int, "32",
                 "first sequence length of models trained from scratch (rising to context half-way)")
       .optional("train.base_steps", KeyType::Int, "1600", "optimizer steps of base")
@@ -622,7 +611,6 @@ void TrainStage::validate(const pipeline::StageContext& ctx) const {
               s.late_mix_from);
   RHEAD_CHECK(s.long_full_share >= 0 && s.long_full_share <= 1, ConfigError, "[config] ", c.source(),
               ": [train] long_full_share must be in [0, 1], got ", s.long_full_share);
-
   RHEAD_CHECK(s.head_sparsity >= 0, ConfigError, "[config] ", c.source(),
               ": [train] head_sparsity must be >= 0 (0: off), got ", s.head_sparsity);
   RHEAD_CHECK(s.filler_values >= 0 && s.filler_values <= 1, ConfigError, "[config] ", c.source(),
@@ -647,11 +635,6 @@ void TrainStage::validate(const pipeline::StageContext& ctx) const {
     RHEAD_CHECK(s.curriculum_start >= shortest, ConfigError, "[config] ", c.source(), ": [train] curriculum_start ",
                 s.curriculum_start, " is too short for a needle of ", s.needle_values,
                 " value words and its question; set curriculum_start >= ", shortest, " or fewer needle_values");
-    const int64_t shortest_chat = ToyWorld(s.seed, 0, static_cast<int>(s.needle_values)).min_niah_length(true);
-    RHEAD_CHECK(s.finetune_draw_from == 0 || (s.finetune_draw_from >= shortest_chat && s.finetune_draw_from <= s.context),
-                ConfigError, "[config] ", c.source(), ": [train] finetune_draw_from must be 0 or in [", shortest_chat,
-                ", context = ", s.context, "] (the shortest chat sample and the parent's context), got ",
-                s.finetune_draw_from);
   }
   RHEAD_CHECK(s.other_family == "llama" || s.other_family == "qwen2", ConfigError, "[config] ", c.source(),
               ": [train] other_family: got '", s.other_family, "', expected llama or qwen2");

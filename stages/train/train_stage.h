@@ -19,11 +19,9 @@ namespace stages {
 // Sequence length of optimizer step `step` of `steps`: from `shortest` rising linearly to `context` over
 // the first half (multiples of 16), then `context`; for continued pretraining (`continued`, long) each
 // later step is at `context` with probability full_share, else at a length drawn uniformly from
-// {draw_from, draw_from + 16, ..., context} (draw_from < 0: shortest). A fine-tune at its parent's context
-// (shortest == context: chat, moe) has no ramp and, with draw_from < context, draws the same way from the
-// second half on. Draws from rng only in that last phase.
+// {shortest, shortest + 16, ..., context}. Draws from rng only in that last phase.
 int64_t training_length(int64_t step, int64_t steps, int64_t shortest, int64_t context, bool continued,
-                        double full_share, SplitMix64& rng, int64_t draw_from = -1);
+                        double full_share, SplitMix64& rng);
 
 class TrainStage final : public pipeline::Stage {
  public:
