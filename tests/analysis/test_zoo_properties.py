@@ -65,11 +65,16 @@ class MaskingEffect(unittest.TestCase):
         top, rand = zp.masking_checks("m", 3, summary(self.ROWS, self.K, self.RECALL))
         self.assertTrue(top.ok)      # 20 <= 48
         self.assertTrue(rand.ok)     # 84 >= 76.8
+        self.assertAlmostEqual(top.margin, 28.0)    # 48 - 20 points of recall to spare
+        self.assertAlmostEqual(rand.margin, 7.2)    # 84 - 76.8
+        self.assertEqual(rand.margin_text(), "+7.2 pts")
         weak = list(self.RECALL)
         weak[4], weak[5] = 60.0, 50.0     # top 60 > 48; random (50 + 80) / 2 = 65 < 76.8
         top, rand = zp.masking_checks("m", 3, summary(self.ROWS, self.K, weak))
         self.assertFalse(top.ok)
         self.assertFalse(rand.ok)
+        self.assertAlmostEqual(top.margin, -12.0)   # a failing property has a negative margin
+        self.assertAlmostEqual(rand.margin, -11.8)
 
     def test_a_model_without_niah_shows_nothing_about_masking(self):
         zero = [0.0] * len(self.RECALL)
@@ -92,17 +97,34 @@ class TaskDrop(unittest.TestCase):
         def task(name, unmasked, top):
             return rs.TaskSummary(name=name, kind="cot", rows=["none/none", "uniform/top"], k=np.array([0, 4]),
                                   n_items=np.array([16, 16]), f1=np.zeros(2), exact_match=np.array([unmasked, top]))
-        cases = [((100, 44), (100, 100), True),    # -56 % vs 0 %
-                 ((100, 0), (31, 0), False),       # both lose everything: a tie
-                 ((12, 12), (6, 12), False),       # 0 % > -100 %, but the cot task did not drop at all
-                 ((0, 0), (50, 50), False)]        # nothing to lose: no drop defined
-        for (cu, ct), (du, dt), ok in cases:
+        cases = [((100, 44), (100, 100), True, 56.0),    # -56 % vs 0 %
+                 ((100, 56), (100, 81), True, 25.0),     # -44 % vs -19 %: 25 points of share to spare
+                 ((100, 0), (31, 0), False, 0.0),        # both lose everything: a tie
+                 ((12, 12), (6, 12), False, 0.0),        # 0 % > -100 %, but the cot task did not drop at all
+                 ((0, 0), (50, 50), False, None)]        # nothing to lose: no drop defined
+        for (cu, ct), (du, dt), ok, margin in cases:
             c = zp.cot_check("m", 4, task("r_cot", cu, ct), task("r_direct", du, dt))
             self.assertEqual(c.ok, ok, c.measured)
+            if margin is None:
+                self.assertTrue(math.isnan(c.margin))
+            else:
+                self.assertAlmostEqual(c.margin, margin, msg=c.measured)
         self.assertEqual(c.name, "m: top-4 masking hurts r_cot more than r_direct")
 
 
 class Render(unittest.TestCase):
+    def test_matrix_lines_up_a_property_across_runs_whose_k_differs(self):
+        def run(k, ok, margin):
+            return [zp.Check(f"m: mask top-{k} retrieval heads", "x", "y", ok, "masking", margin, "pts",
+                             "m: mask top-K retrieval heads"), zp.Check("m: NIAH", "x", "y", True, "niah", 10.0, "pts")]
+        text = zp.render_matrix(["a", "b", "c"], [run(3, True, 50.0), run(4, False, -2.5), run(3, True, 6.0)[1:]])
+        lines = text.splitlines()
+        self.assertEqual(len(lines), 3)   # header, one row per property (not per K)
+        self.assertIn("+50.0 pts", lines[1])
+        self.assertIn("NO -2.5 pts", lines[1])
+        self.assertTrue(lines[1].rstrip().endswith("-  1 of 3"))   # c does not measure it
+        self.assertTrue(lines[2].endswith("3 of 3"))
+
     def test_table_marks_failures(self):
         text = zp.render([zp.Check("a", "1", ">= 0", True), zp.Check("long name", "22", "< 1", False)])
         lines = text.splitlines()
@@ -165,6 +187,15 @@ class RunWithoutCorrelate(unittest.TestCase):
         self.assertEqual(rc, 2, text)
         self.assertIn("cannot measure", text)
         self.assertEqual(self.run_main("--check")[0], 2)
+
+    def test_except_lets_one_named_property_fail_and_only_a_property_of_the_run(self):
+        self.assertEqual(self.run_main("--check", "sparsity")[0], 1)    # 1 of 6 heads = 16.7 % > 10 %
+        rc, text = self.run_main("--check", "sparsity", "--except", "base: retrieval heads (mean > 0.1)")
+        self.assertEqual(rc, 0, text)
+        self.assertIn("fails, as expected (--except)", text)
+        rc, text = self.run_main("--check", "sparsity", "--except", "base: no such property")
+        self.assertEqual(rc, 2, text)
+        self.assertIn("names no property of this run", text)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include "models/checkpoint.h"
+#include "tests/common/test_support.h"
 
 namespace loading_test {
 

@@ -113,6 +113,41 @@ TEST(TrainE2E, RerunSkipsTrainedMembersAndAChangedRecipeRetrainsOnlyThem) {
   }
 }
 
+TEST(TrainE2E, KilledWhileTrainingResumesKeepingFinishedMembersAndTrainsTheSameWeights) {
+  // kill -9 while chat trains (base, its parent, is finished): the rerun keeps base, trains chat again from
+  // step 0 (a member is saved whole, never half), and the zoo equals an uninterrupted run's byte for byte.
+  TempDir killed("train_kill"), whole("train_whole");
+  for (auto* d : {&killed, &whole}) test_support::write_text_file(d->path() / "job.ini", job("models = base, chat\n"));
+  const std::string long_chat = " --set train.chat_steps=400", args = "job.ini" + long_chat;
+  const fs::path zoo = killed.path() / "run" / "zoo";
+  // The job file's absolute path tells this run's process apart from other tests' runs; the process name
+  // (rhead) tells it apart from the shell running this command line, whose text holds the path too.
+  const std::string rhead_pids = "$(for p in $(pgrep -f 'rhead run " + (killed.path() / "job.ini").string() +
+                                 "'); do [ \"$(cat /proc/$p/comm 2>/dev/null)\" = rhead ] && echo $p; done)";
+  const std::string base_done = (zoo / "base" / "train_meta.json").string();
+  auto kill = test_support::run_command(
+      "cd " + killed.path().string() + " && (" + test_support::rhead_exe().string() + " run " +
+      (killed.path() / "job.ini").string() + long_chat + " > first.log 2>&1 &); for i in $(seq 1 600); do [ -f " +
+      base_done + " ] && break; sleep 0.05; done; sleep 0.2; pids=" + rhead_pids +
+      "; [ -n \"$pids\" ] && kill -9 $pids && echo killed; for i in $(seq 1 100); do [ -z \"" + rhead_pids +
+      "\" ] && break; sleep 0.1; done; cat first.log");
+  ASSERT_NE(kill.output.find("killed"), std::string::npos) << kill.output;
+  ASSERT_TRUE(fs::exists(zoo / "base" / "train_meta.json")) << kill.output;
+  ASSERT_FALSE(fs::exists(zoo / "chat" / "train_meta.json")) << "chat finished before the kill:\n" << kill.output;
+
+  auto resumed = run_rhead(killed.path(), 0, args);
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("train base: run/zoo/base is trained with this recipe, skipping"), std::string::npos)
+      << resumed.output;
+  EXPECT_NE(resumed.output.find("train chat: toyzoo-v"), std::string::npos) << resumed.output;
+  auto uninterrupted = run_rhead(whole.path(), 0, args);
+  ASSERT_EQ(uninterrupted.exit_code, 0) << uninterrupted.output;
+  for (const char* m : {"base", "chat"}) {
+    EXPECT_EQ(bytes(zoo / m / "model.safetensors"), bytes(whole.path() / "run" / "zoo" / m / "model.safetensors"))
+        << m << ": the resumed zoo differs from an uninterrupted run's";
+  }
+}
+
 TEST(TrainE2E, TrainingUsesOneThreadWhateverTheJobsThreadCount) {
   // The weights can depend on the thread count (summation order): [train] threads = 2 may train other
   // weights than 1, which is what makes the default of 1 matter: a job with 2 threads per rank still
