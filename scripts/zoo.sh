@@ -65,7 +65,10 @@ case "$cmd" in
     compare_zoos "$dir/runs/zoo_train/zoo" ;;
   ship)
     src="$root/runs/zoo_train/zoo"
-    [ -f "$src/other/train_meta.json" ] || { echo "zoo.sh ship: no trained zoo at $src; run scripts/zoo.sh train" >&2; exit 2; }
+    if [ ! -f "$src/other/train_meta.json" ]; then
+      echo "zoo.sh ship: no trained zoo at $src; run scripts/zoo.sh train" >&2
+      exit 2
+    fi
     for d in base long chat moe other world; do rm -rf "$root/zoo/$d"; cp -r "$src/$d" "$root/zoo/$d"; done
     echo "zoo.sh ship: copied $src to $root/zoo; update zoo/README.md (seed, host, properties) and commit" ;;
   seeds)

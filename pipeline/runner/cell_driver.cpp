@@ -176,6 +176,91 @@ int64_t merge_cells(const ShardScan& scan, store::File& output) {
   return copied;
 }
 
+// Every cell id is unique and a valid HDF5 group name (a stage's bug otherwise).
+void check_cell_ids(const std::string& stage, const std::vector<WorkItem>& cells) {
+  std::set<std::string> ids;
+  for (const auto& c : cells) {
+    RHEAD_CHECK(ids.insert(c.id).second, InternalError, "[", stage, "] cell id '", c.id,
+                "' appears twice in the grid (bug in the stage's cell list)");
+    RHEAD_CHECK(!c.id.empty() && c.id.find('/') == std::string::npos && c.id != "." && c.id != "..",
+                InternalError, "[", stage, "] cell id '", c.id, "' is not a valid group name");
+  }
+}
+
+// This rank's cells (positions `mine` in `todo`; todo_index maps them to the stage's cell list) into its
+// shard, a run of cells per call: the items from one on with the same group and batch key, up to max_batch.
+// Cells are flushed with complete = 1 after each run, so a kill -9 loses at most the run in flight.
+int64_t compute_cells(const StageContext& ctx, const CellHooks& hooks, const Wanted& wanted,
+                      const std::vector<WorkItem>& todo, const std::vector<size_t>& todo_index,
+                      const std::vector<size_t>& mine, int64_t attempt, store::File& shard, store::Group& cells_group,
+                      Progress& progress) {
+  int64_t computed_here = 0;
+  std::string current_group;
+  bool first = true;
+  const size_t max_batch = hooks.compute_batch ? std::max<size_t>(hooks.max_batch, 1) : 1;
+  for (size_t at = 0; at < mine.size();) {
+    const WorkItem& item = todo[mine[at]];
+    if (first || item.group != current_group) {
+      if (hooks.begin_group) hooks.begin_group(item.group);
+      current_group = item.group;
+      first = false;
+    }
+    // This run: the items from `at` on with the same group and batch key, up to max_batch.
+    size_t end = at + 1;
+    if (!item.batch.empty()) {
+      while (end < mine.size() && end - at < max_batch && todo[mine[end]].group == item.group &&
+             todo[mine[end]].batch == item.batch) {
+        ++end;
+      }
+    }
+    std::vector<size_t> indices;
+    std::vector<store::Group> outs;
+    for (size_t j = at; j < end; ++j) {
+      store::Group g = cells_group.create_group(todo[mine[j]].id);
+      g.set_attr("attempt", attempt);
+      g.set_attr("rank", static_cast<int64_t>(ctx.comm.rank()));
+      g.set_attr("inputs_key", wanted.inputs_key_of.at(todo[mine[j]].group));
+      g.set_attr("files_key", wanted.files_key_of.at(todo[mine[j]].group));
+      indices.push_back(todo_index[mine[j]]);
+      outs.push_back(std::move(g));
+    }
+    if (hooks.compute_batch && (!item.batch.empty() || !hooks.compute)) {
+      hooks.compute_batch(indices, outs);
+    } else {
+      hooks.compute(indices.front(), outs.front());
+    }
+    for (store::Group& g : outs) g.set_attr("complete", int64_t{1});  // after all of the cells' data
+    shard.flush();  // a kill -9 from here on keeps these cells
+    computed_here += static_cast<int64_t>(outs.size());
+    progress.advance(static_cast<int64_t>(outs.size()));
+    at = end;
+  }
+  return computed_here;
+}
+
+// Every rank's busy time (cells computed, seconds before any collective wait), logged on rank 0, so that
+// a user sees how well the work was balanced.
+void log_balance(const StageContext& ctx, int64_t computed_here, double busy_s) {
+  Communicator& comm = ctx.comm;
+  const std::vector<std::string> busy = comm.allgather_bytes(str_cat(computed_here, " ", busy_s));
+  std::ostringstream line;
+  double slowest = 0, sum = 0;
+  for (size_t r = 0; r < busy.size(); ++r) {
+    std::istringstream in(busy[r]);
+    int64_t n = 0;
+    double t = 0;
+    in >> n >> t;
+    slowest = std::max(slowest, t);
+    sum += t;
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%s r%zu %lld cells %.1f s", r ? "," : "", r, static_cast<long long>(n), t);
+    line << buf;
+  }
+  char balance[32];
+  std::snprintf(balance, sizeof balance, "%.2f", sum > 0 ? slowest * static_cast<double>(busy.size()) / sum : 1.0);
+  if (comm.size() > 1) log::info(ctx.stage_name, ": busy time per rank:", line.str(), " (slowest / mean ", balance, ")");
+}
+
 }  // namespace
 
 std::string settings_of_group(const std::string& settings, const std::string& section, const std::string& group) {
@@ -196,15 +281,7 @@ CellRunStats run_cells(StageContext& ctx, const std::vector<WorkItem>& cells, co
   CellRunStats stats;
   stats.total = static_cast<int64_t>(cells.size());
 
-  {
-    std::set<std::string> ids;
-    for (const auto& c : cells) {
-      RHEAD_CHECK(ids.insert(c.id).second, InternalError, "[", ctx.stage_name, "] cell id '", c.id,
-                  "' appears twice in the grid (bug in the stage's cell list)");
-      RHEAD_CHECK(!c.id.empty() && c.id.find('/') == std::string::npos && c.id != "." && c.id != "..",
-                  InternalError, "[", ctx.stage_name, "] cell id '", c.id, "' is not a valid group name");
-    }
-  }
+  check_cell_ids(ctx.stage_name, cells);
 
   // What a finished cell must match to be reused (see cell_driver.h).
   Wanted wanted{ctx.config, ctx.header.settings, ctx.header.schema_version, ctx.cell_group_section, {}, {}, {}};
@@ -282,72 +359,14 @@ CellRunStats run_cells(StageContext& ctx, const std::vector<WorkItem>& cells, co
       }
       shard.flush();
       store::Group cells_group = shard.root().open_group("cells");
-      std::string current_group;
-      bool first = true;
-      const size_t max_batch = hooks.compute_batch ? std::max<size_t>(hooks.max_batch, 1) : 1;
-      for (size_t at = 0; at < mine.size();) {
-        const WorkItem& item = todo[mine[at]];
-        if (first || item.group != current_group) {
-          if (hooks.begin_group) hooks.begin_group(item.group);
-          current_group = item.group;
-          first = false;
-        }
-        // This run: the items from `at` on with the same group and batch key, up to max_batch.
-        size_t end = at + 1;
-        if (!item.batch.empty()) {
-          while (end < mine.size() && end - at < max_batch && todo[mine[end]].group == item.group &&
-                 todo[mine[end]].batch == item.batch) {
-            ++end;
-          }
-        }
-        std::vector<size_t> indices;
-        std::vector<store::Group> outs;
-        for (size_t j = at; j < end; ++j) {
-          store::Group g = cells_group.create_group(todo[mine[j]].id);
-          g.set_attr("attempt", attempt);
-          g.set_attr("rank", static_cast<int64_t>(comm.rank()));
-          g.set_attr("inputs_key", wanted.inputs_key_of.at(todo[mine[j]].group));
-          g.set_attr("files_key", wanted.files_key_of.at(todo[mine[j]].group));
-          indices.push_back(todo_index[mine[j]]);
-          outs.push_back(std::move(g));
-        }
-        if (hooks.compute_batch && (!item.batch.empty() || !hooks.compute)) {
-          hooks.compute_batch(indices, outs);
-        } else {
-          hooks.compute(indices.front(), outs.front());
-        }
-        for (store::Group& g : outs) g.set_attr("complete", int64_t{1});  // after all of the cells' data
-        shard.flush();  // a kill -9 from here on keeps these cells
-        computed_here += static_cast<int64_t>(outs.size());
-        progress.advance(static_cast<int64_t>(outs.size()));
-        at = end;
-      }
+      computed_here =
+          compute_cells(ctx, hooks, wanted, todo, todo_index, mine, attempt, shard, cells_group, progress);
     }
     progress.finish();
   }
   const double busy_s = log::seconds_since_start() - start_s;  // before any collective waits
   stats.computed = comm.allreduce_sum(computed_here);
-  {
-    // Every rank's busy time, so that a user sees how well the work was balanced.
-    const std::vector<std::string> busy =
-        comm.allgather_bytes(str_cat(computed_here, " ", busy_s));
-    std::ostringstream line;
-    double slowest = 0, sum = 0;
-    for (size_t r = 0; r < busy.size(); ++r) {
-      std::istringstream in(busy[r]);
-      int64_t n = 0;
-      double t = 0;
-      in >> n >> t;
-      slowest = std::max(slowest, t);
-      sum += t;
-      char buf[64];
-      std::snprintf(buf, sizeof buf, "%s r%zu %lld cells %.1f s", r ? "," : "", r, static_cast<long long>(n), t);
-      line << buf;
-    }
-    char balance[32];
-    std::snprintf(balance, sizeof balance, "%.2f", sum > 0 ? slowest * static_cast<double>(busy.size()) / sum : 1.0);
-    if (comm.size() > 1) log::info(ctx.stage_name, ": busy time per rank:", line.str(), " (slowest / mean ", balance, ")");
-  }
+  log_balance(ctx, computed_here, busy_s);
   comm.barrier();
 
   if (comm.rank() == 0) {

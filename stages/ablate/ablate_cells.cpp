@@ -178,8 +178,12 @@ struct ModelTotals {
   std::vector<std::vector<int64_t>> n_items;
 
   ModelTotals(size_t n_sel, size_t n_tasks)
-      : recall_sum(n_sel, 0.0), n_cells(n_sel, 0), errors(4 * n_sel, 0),
-        f1_sum(n_tasks, std::vector<double>(n_sel, 0.0)), em_sum(f1_sum), n_items(n_tasks, std::vector<int64_t>(n_sel, 0)) {}
+      : recall_sum(n_sel, 0.0),
+        n_cells(n_sel, 0),
+        errors(4 * n_sel, 0),
+        f1_sum(n_tasks, std::vector<double>(n_sel, 0.0)),
+        em_sum(f1_sum),
+        n_items(n_tasks, std::vector<int64_t>(n_sel, 0)) {}
 };
 
 ModelTotals total_model(const pipeline::store::Group& cells, const AblateWork& work, size_t m) {

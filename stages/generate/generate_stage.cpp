@@ -72,6 +72,73 @@ struct ModelState {
   std::vector<std::unique_ptr<PromptBuilder>> builders;  // [needle]
 };
 
+// The cells and their work items (item i computes grid[i]), appended to both.
+void build_grid(const GenerateSettings& s, const std::vector<ModelEntry>& entries,
+                const std::vector<models::ModelSpec>& shapes, size_t n_needles, std::vector<GenerateCell>& grid,
+                std::vector<pipeline::WorkItem>& items) {
+  // Item order is processing order (chained items, pipeline/core/sharding.h: each rank runs a contiguous
+  // stretch of the list): from the deepest needle up, each prompt reuses the haystack before its needle
+  // from the one before (models::PrefixCache; results are bit-identical). Needles that share one haystack
+  // take turns at each depth, so that every prompt, not only the first needle's, follows one with the same
+  // haystack at least as far as its own needle; with a haystack part per needle, each needle's cells stay
+  // together.
+  const size_t n_depths = s.niah.depths.size();
+  // Fixed prompts know their needle's token and split the prefill there (models::PrefillCall); faithful
+  // prompts run calls of prefill_chunk rows and reuse whole calls.
+  NiahCostModel cost_model;
+  cost_model.buffer_tokens = s.niah.buffer_tokens;
+  cost_model.reuse_prefix = s.reuse_prefix;
+  cost_model.split_at_needle = s.niah.prompt_mode == PromptMode::kFixed;
+  cost_model.prefill_call = cost_model.split_at_needle ? s.niah.prefill_call : s.niah.prefill_chunk;
+  cost_model.max_new_tokens = s.niah.decode.max_new_tokens;
+  for (size_t m = 0; m < entries.size(); ++m) {
+    cost_model.quadratic_crossover = attention_crossover(shapes[m]);
+    for (size_t outer = 0; outer < (s.haystack_per_needle ? n_needles : 1); ++outer) {
+      for (int64_t L : s.niah.lengths) {
+        for (size_t k = 0; k < (s.haystack_per_needle ? 1 : n_needles) * n_depths; ++k) {
+          const size_t n = s.haystack_per_needle ? outer : k % n_needles;
+          const int64_t d = s.niah.depths[n_depths - 1 - (s.haystack_per_needle ? k : k / n_needles)];
+          GenerateCell cell{m, n, L, d};
+          // k > 0: the cell before has the same haystack and length.
+          const NiahCellCost cost = niah_cell_cost(cost_model, L, d, k > 0 ? grid.back().depth : -1);
+          pipeline::WorkItem item{cell_id(entries[m].name, cell), entries[m].name, cost.cold};
+          if (s.reuse_prefix) item.cost_after_previous = cost.warm;
+          item.batch = str_cat("L", L);  // a rank decodes its cells of one length together
+          grid.push_back(cell);
+          items.push_back(std::move(item));
+        }
+      }
+    }
+  }
+}
+
+// Rank 0, after the merge: root/models/<name> (path and shapes) and a log line of the mean recall.
+void write_summary(pipeline::store::Group& root, const std::vector<ModelEntry>& entries,
+                   const std::vector<models::ModelSpec>& shapes, const pipeline::CellRunStats& stats) {
+  pipeline::store::Group models_group = root.create_group("models");
+  pipeline::store::Group cells = root.open_group("cells");
+  for (size_t m = 0; m < entries.size(); ++m) {
+    const models::ModelSpec& spec = shapes[m];
+    pipeline::store::Group g = models_group.create_group(entries[m].name);
+    g.set_attr("path", fs::absolute(entries[m].path).string());
+    g.set_attr("family", spec.family);
+    g.set_attr("n_layer", spec.n_layer);
+    g.set_attr("n_head", spec.n_head);
+    g.set_attr("n_kv_head", spec.n_kv_head);
+    g.set_attr("vocab_size", spec.vocab_size);
+  }
+  double recall_sum = 0;
+  int64_t success = 0;
+  for (const auto& id : cells.children()) {
+    double r = cells.open_group(id).attr_double("rouge1_recall");
+    recall_sum += r;
+    success += r > 50 ? 1 : 0;
+  }
+  pipeline::log::info("generate: ", stats.total, " cells, mean ROUGE-1 recall ",
+                      stats.total ? recall_sum / static_cast<double>(stats.total) : 0.0, ", ", success,
+                      " above 50 (usable for scoring)");
+}
+
 }  // namespace
 
 std::vector<std::string> GenerateStage::inputs(const pipeline::Config& job) const {
@@ -150,46 +217,13 @@ void GenerateStage::run(pipeline::StageContext& ctx) {
   const std::vector<Needle> needles = read_needles_jsonl(s.needles_file);
   const int64_t max_length = *std::max_element(s.niah.lengths.begin(), s.niah.lengths.end());
 
-  std::vector<GenerateCell> grid;
-  std::vector<pipeline::WorkItem> items;
-  // Item order is processing order (chained items, pipeline/core/sharding.h: each rank runs a contiguous
-  // stretch of the list): from the deepest needle up, each prompt reuses the haystack before its needle
-  // from the one before (models::PrefixCache; results are bit-identical). Needles that share one haystack take turns at each
-  // depth, so that every prompt, not only the first needle's, follows one with the same haystack at
-  // least as far as its own needle; with a haystack part per needle, each needle's cells stay together.
-  const size_t n_needles = needles.size();
-  const size_t n_depths = s.niah.depths.size();
-  // Fixed prompts know their needle's token and split the prefill there (models::PrefillCall); faithful
-  // prompts run calls of prefill_chunk rows and reuse whole calls.
-  NiahCostModel cost_model;
-  cost_model.buffer_tokens = s.niah.buffer_tokens;
-  cost_model.reuse_prefix = s.reuse_prefix;
-  cost_model.split_at_needle = s.niah.prompt_mode == PromptMode::kFixed;
-  cost_model.prefill_call = cost_model.split_at_needle ? s.niah.prefill_call : s.niah.prefill_chunk;
-  cost_model.max_new_tokens = s.niah.decode.max_new_tokens;
-  // Shapes from config.json alone: for the cost estimates here and the store's header below (rank 0 may
-  // not load every model).
+  // Shapes from config.json alone: for the cost estimates and the store's header (rank 0 may not load
+  // every model).
   std::vector<models::ModelSpec> shapes;
   for (const ModelEntry& entry : entries) shapes.push_back(read_model_shapes(entry).spec);
-  for (size_t m = 0; m < entries.size(); ++m) {
-    cost_model.quadratic_crossover = attention_crossover(shapes[m]);
-    for (size_t outer = 0; outer < (s.haystack_per_needle ? n_needles : 1); ++outer) {
-      for (int64_t L : s.niah.lengths) {
-        for (size_t k = 0; k < (s.haystack_per_needle ? 1 : n_needles) * n_depths; ++k) {
-          const size_t n = s.haystack_per_needle ? outer : k % n_needles;
-          const int64_t d = s.niah.depths[n_depths - 1 - (s.haystack_per_needle ? k : k / n_needles)];
-          GenerateCell cell{m, n, L, d};
-          // k > 0: the cell before has the same haystack and length.
-          const NiahCellCost cost = niah_cell_cost(cost_model, L, d, k > 0 ? grid.back().depth : -1);
-          pipeline::WorkItem item{cell_id(entries[m].name, cell), entries[m].name, cost.cold};
-          if (s.reuse_prefix) item.cost_after_previous = cost.warm;
-          item.batch = str_cat("L", L);  // a rank decodes its cells of one length together
-          grid.push_back(cell);
-          items.push_back(std::move(item));
-        }
-      }
-    }
-  }
+  std::vector<GenerateCell> grid;
+  std::vector<pipeline::WorkItem> items;
+  build_grid(s, entries, shapes, needles.size(), grid, items);
 
   std::map<std::string, ModelState> loaded;  // only the groups this rank runs
   ModelState* current = nullptr;
@@ -259,28 +293,8 @@ void GenerateStage::run(pipeline::StageContext& ctx) {
   }
 
   if (ctx.comm.rank() != 0) return;
-  pipeline::store::Group models_group = ctx.output->root().create_group("models");
-  pipeline::store::Group cells = ctx.output->root().open_group("cells");
-  for (size_t m = 0; m < entries.size(); ++m) {
-    const models::ModelSpec& spec = shapes[m];
-    pipeline::store::Group g = models_group.create_group(entries[m].name);
-    g.set_attr("path", fs::absolute(entries[m].path).string());
-    g.set_attr("family", spec.family);
-    g.set_attr("n_layer", spec.n_layer);
-    g.set_attr("n_head", spec.n_head);
-    g.set_attr("n_kv_head", spec.n_kv_head);
-    g.set_attr("vocab_size", spec.vocab_size);
-  }
-  double recall_sum = 0;
-  int64_t success = 0;
-  for (const auto& id : cells.children()) {
-    double r = cells.open_group(id).attr_double("rouge1_recall");
-    recall_sum += r;
-    success += r > 50 ? 1 : 0;
-  }
-  pipeline::log::info("generate: ", stats.total, " cells, mean ROUGE-1 recall ",
-                      stats.total ? recall_sum / static_cast<double>(stats.total) : 0.0, ", ", success,
-                      " above 50 (usable for scoring)");
+  pipeline::store::Group root = ctx.output->root();
+  write_summary(root, entries, shapes, stats);
 }
 
 void GenerateStage::inspect(const pipeline::store::Group& root, std::ostream& out) const {

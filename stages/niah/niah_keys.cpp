@@ -55,8 +55,8 @@ void validate_niah_keys(const NiahKeys& k, const pipeline::Config& c, const std:
   const std::string where = "[config] " + c.source() + ": [" + section + "] ";
   RHEAD_CHECK(!k.lengths.empty() && !k.depths.empty(), ConfigError, where, "lengths and depths must not be empty");
   for (int64_t L : k.lengths) {
-    RHEAD_CHECK(L > k.buffer_tokens, ConfigError, where, "lengths: got ", L, ", expected every length > buffer_tokens (",
-                k.buffer_tokens, ")");
+    RHEAD_CHECK(L > k.buffer_tokens, ConfigError, where, "lengths: got ", L,
+                ", expected every length > buffer_tokens (", k.buffer_tokens, ")");
   }
   for (int64_t d : k.depths) {
     RHEAD_CHECK(d >= 0 && d <= 100, ConfigError, where, "depths: got ", d, ", expected percentages in [0, 100]");

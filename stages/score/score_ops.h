@@ -19,7 +19,8 @@
 // span and are ignored; negative positions are an error.
 //
 // Aggregation over tests (docs/PAPER_NOTES.md, "Retrieval score"): only tests with ROUGE-1 recall (x100)
-// strictly above a threshold (50) contribute; failed tests are dropped, not counted as 0. Per head: mean score (retrieval score) and
+// strictly above a threshold (50) contribute; failed tests are dropped, not counted as 0. Per head: mean score
+// (retrieval score) and
 // activation frequency (fraction of successful tests with per-test score > 0).
 #pragma once
 

@@ -17,19 +17,20 @@ flags=(-np 2)
 [ "$(id -u)" = 0 ] && flags+=(--allow-run-as-root --oversubscribe)
 
 cd "$work"
-seed=$("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["job_seed"])' "$src/zoo/base/train_meta.json")
+meta() { "$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
+seed=$(meta "$src/zoo/base/train_meta.json" job_seed)
 start=$(date +%s)
 mpirun "${flags[@]}" "$rhead" run "$src/jobs/zoo_train.ini" --set "job.seed=$seed" > "$work/run.log" 2>&1 \
   || { tail -n 40 "$work/run.log"; echo "FAIL: jobs/zoo_train.ini did not complete"; exit 1; }
 echo "retrained the zoo and ran the paper on it in $(( $(date +%s) - start )) s (job seed $seed)"
 
 # Same kind of host as the shipped zoo's: same bytes (the weights depend on the CPU's BLAS kernels).
-shipped_host=$("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["host"])' "$src/zoo/base/train_meta.json")
-this_host=$("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["host"])' "$work/runs/zoo_train/zoo/base/train_meta.json")
+shipped_host=$(meta "$src/zoo/base/train_meta.json" host)
+this_host=$(meta "$work/runs/zoo_train/zoo/base/train_meta.json" host)
 if [ "$shipped_host" = "$this_host" ]; then
   for m in base long chat moe other; do
     cmp -s "$src/zoo/$m/model.safetensors" "$work/runs/zoo_train/zoo/$m/model.safetensors" \
-      || { echo "FAIL: $m retrained on '$this_host' differs from the shipped zoo made on the same kind of host"; exit 1; }
+      || { echo "FAIL: $m retrained on '$this_host' differs from the shipped zoo, made on the same kind"; exit 1; }
   done
   echo "retrained weights equal the shipped zoo's byte for byte (host: $this_host)"
 else

@@ -1,5 +1,6 @@
 // Official head_score JSON import/export, and the published numbers (docs/PAPER_NOTES.md, "Published head
-// scores") reproduced from the seven shipped files (read from ../shared/reference/retrieval_head/head_score; skipped if absent).
+// scores") reproduced from the seven shipped files (read from ../shared/reference/retrieval_head/head_score;
+// skipped if absent).
 #include <gtest/gtest.h>
 
 #include <array>
