@@ -74,7 +74,16 @@ case "$cmd" in
   seeds)
     [ $# -ge 1 ] || usage
     for seed in "$@"; do
-      retrain "$root/runs/zoo_seeds/seed-$seed" "$seed" 2>&1 | tail -n 3
+      dir="$root/runs/zoo_seeds/seed-$seed"
+      mkdir -p "$dir"
+      # A seed whose run stops (e.g. a member that never forms recall: score finds no passing test) is
+      # reported and the next seed runs; its log stays in the seed's folder.
+      if retrain "$dir" "$seed" > "$dir/run.log" 2>&1; then
+        echo "seed $seed: done ($dir/run.log)"
+      else
+        echo "seed $seed: the run stopped; the end of $dir/run.log:"
+        tail -n 3 "$dir/run.log"
+      fi
     done
     for seed in "$@"; do
       echo "== job seed $seed"
