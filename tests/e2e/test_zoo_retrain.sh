@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # slow e2e (not in the default run; scripts/test.sh --slow): retrains the toy zoo with the quick-start recipe
 # (jobs/zoo_train.ini at the shipped zoo's job seed: train, generate, score, correlate, ablate; about 8
-# minutes on 2 cores) and checks the properties that docs/ZOO.md's seed table shows robust, those that hold
+# to 9 minutes on 2 cores) and checks the properties that docs/ZOO.md's seed table shows robust, those that hold
 # in every member at 4 or more of 5 seeds: sparsity, family, masking (RHEAD_ZOO_RETRAIN_CHECK overrides the
 # list; NIAH of chat and long and chain of thought hold at 3 of 5 or fewer). On the kind of host that made
 # zoo/, the retrained weights must also equal the shipped ones byte for byte.
